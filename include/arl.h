@@ -1,0 +1,1971 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * arl.h - the arl client API: processes on one host share an API quota
+ * (requests and tokens per window) through one POSIX shared-memory segment.
+ *
+ * A client attaches to the segment, looks up a bucket by name, reserves an
+ * estimate before each request and releases with the real usage when the
+ * response ends. The unused part of the estimate is refunded; usage above it
+ * is charged as overage. Every limit is a token bucket kept as a GCRA
+ * theoretical arrival time (TAT) updated by compare-and-swap, so a
+ * reservation costs a few atomic instructions and no lock.
+ *
+ * Threads and processes: every function is safe to call from any thread of
+ * any attached process. A process that forks after attaching is a new owner:
+ * the child registers itself on its first call and the parent's reservations
+ * stay the parent's. The header never prints; every function returns 0 or a
+ * negative ARL_E* code, and arl_strerror() names it.
+ *
+ * Everything is inline: include this header, link nothing. It compiles as
+ * C11 (with _GNU_SOURCE or _DEFAULT_SOURCE for the POSIX calls) and as C++.
+ * Shared fields are plain integers accessed through the GCC/Clang __atomic
+ * builtins, which keep the C11 memory orders in both languages.
+ */
+#ifndef ARL_H
+#define ARL_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/futex.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ARL_VERSION_MAJOR 0
+#define ARL_VERSION_MINOR 1
+#define ARL_VERSION_PATCH 0
+
+/* Layout of the shared segment; a segment of another version is refused. */
+#define ARL_LAYOUT_VERSION 1u
+
+/* Definitions are static inline unless a build of libarl.so redefines it. */
+#ifndef ARL_API
+#define ARL_API static inline
+#endif
+
+/* ------------------------------------------------------------------------
+ * Error codes
+ * ------------------------------------------------------------------------ */
+
+enum {
+	ARL_OK = 0,
+	ARL_EINVAL = -EINVAL,	    /* an argument is invalid */
+	ARL_ENOENT = -ENOENT,	    /* no segment or bucket of that name */
+	ARL_ENOMEM = -ENOMEM,	    /* out of process memory */
+	ARL_EAGAIN = -EAGAIN,	    /* a limit is exhausted; retry at retry_at_ns */
+	ARL_ETIMEDOUT = -ETIMEDOUT, /* the deadline passed before the request fit */
+	ARL_ESTALE = -ESTALE,	    /* handle released, reclaimed or removed */
+	ARL_EEXIST = -EEXIST,	    /* a bucket of that name exists */
+	ARL_EACCES = -EACCES,	    /* segment owner or mode is not the expected one */
+	ARL_ENAMETOOLONG = -ENAMETOOLONG,
+	ARL_EOVERFLOW = -EOVERFLOW, /* a token count is too large */
+	ARL_ENOSPC = -ENOSPC,	    /* /dev/shm has no room for the segment */
+	ARL_EROFS = -EROFS,	    /* the handle was attached read-only */
+	ARL_ENEVERFITS = -1001,	    /* the request exceeds a limit's burst */
+	ARL_ETABLEFULL = -1002,	    /* the reservation, bucket or process table is full */
+	ARL_EBADSEG = -1003,	    /* the segment is corrupt, truncated or foreign */
+	ARL_EVERSION = -1004,	    /* the segment has another layout version */
+	ARL_ENOTREADY = -1005,	    /* the segment's creator has not finished it */
+	ARL_ESYSTEM = -1006,	    /* a system call failed; errno-detail in the message */
+};
+
+/* Returns a static English description of an arl error code. */
+ARL_API const char *arl_strerror(int code)
+{
+	switch (code) {
+	case ARL_OK:
+		return "success";
+	case ARL_EINVAL:
+		return "invalid argument";
+	case ARL_ENOENT:
+		return "segment or bucket not found";
+	case ARL_ENOMEM:
+		return "out of memory";
+	case ARL_EAGAIN:
+		return "limit exhausted, retry later";
+	case ARL_ETIMEDOUT:
+		return "deadline passed before the request fit";
+	case ARL_ESTALE:
+		return "reservation or bucket handle is stale (released, reclaimed or removed)";
+	case ARL_EEXIST:
+		return "bucket already exists";
+	case ARL_EACCES:
+		return "segment owner or permissions are not the expected ones";
+	case ARL_ENAMETOOLONG:
+		return "name too long";
+	case ARL_EOVERFLOW:
+		return "token count too large";
+	case ARL_ENOSPC:
+		return "no space left for the segment in /dev/shm";
+	case ARL_EROFS:
+		return "handle is attached read-only";
+	case ARL_ENEVERFITS:
+		return "request can never fit: it exceeds a limit's burst";
+	case ARL_ETABLEFULL:
+		return "table full";
+	case ARL_EBADSEG:
+		return "segment is corrupt, truncated or not an arl segment";
+	case ARL_EVERSION:
+		return "segment has another layout version";
+	case ARL_ENOTREADY:
+		return "segment is not ready: its creator has not finished it";
+	case ARL_ESYSTEM:
+		return "system call failed";
+	default:
+		return "unknown arl error";
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * Sizes and limits
+ * ------------------------------------------------------------------------ */
+
+#define ARL_NAME_MAX 63		    /* bytes of a bucket name, without the NUL */
+#define ARL_SHM_NAME_MAX 200	    /* bytes of a segment name, without the NUL */
+#define ARL_MAX_LIMITS 4	    /* limits per bucket */
+#define ARL_CACHE_LINE 64	    /* bytes */
+#define ARL_MAX_TOKENS (1ull << 40) /* largest token count one call accepts */
+#define ARL_DEFAULT_SHM "/arl"
+#define ARL_DEFAULT_BUCKETS 256u
+#define ARL_DEFAULT_RESERVATIONS 4096u
+#define ARL_DEFAULT_PROCESSES 1024u
+#define ARL_MAX_TABLE 1048576u	    /* largest capacity of any table */
+#define ARL_MIN_WINDOW_NS 1000000000ull
+#define ARL_MAX_WINDOW_NS (86400ull * 1000000000ull)
+
+/* What a limit counts. A tokens limit charges input plus output tokens. */
+enum arl_unit {
+	ARL_UNIT_REQUESTS = 1,
+	ARL_UNIT_TOKENS = 2,
+	ARL_UNIT_INPUT_TOKENS = 3,
+	ARL_UNIT_OUTPUT_TOKENS = 4,
+};
+
+/* Bucket flags. */
+#define ARL_BUCKET_NO_REFUND 0x1u	/* unused tokens never come back */
+#define ARL_BUCKET_IGNORE_OVERAGE 0x2u	/* usage above the estimate is not charged */
+#define ARL_BUCKET_KNOWN_FLAGS 0x3u
+
+/* ------------------------------------------------------------------------
+ * Shared-memory layout. Every arl_shm_* struct lives in the segment, which
+ * each process maps at its own address: positions are offsets or indexes,
+ * never pointers. Fields written by one process and read by another are
+ * accessed only through the atomic helpers below.
+ * ------------------------------------------------------------------------ */
+
+#define ARL_MAGIC 0x31474553204c5241ull /* "ARL SEG1" little-endian */
+#define ARL_READY 0x52454459u		/* "REDY": the header is complete */
+
+/* Header flags. */
+#define ARL_SEG_TEST_CLOCK 0x1u /* time is test_clock_ns, advanced by a test */
+
+#define ARL_ALIGNED __attribute__((aligned(ARL_CACHE_LINE)))
+
+struct arl_shm_header {
+	/* Identity and layout, written once by the creator before ready. */
+	uint64_t magic;
+	uint32_t layout_version;
+	uint32_t ready; /* ARL_READY once complete, stored with release */
+	uint64_t layout_signature;
+	uint64_t segment_size; /* bytes */
+	uint64_t created_ns;   /* CLOCK_MONOTONIC at creation */
+	uint32_t flags;	       /* ARL_SEG_* */
+	uint32_t bucket_capacity;
+	uint32_t reservation_capacity;
+	uint32_t process_capacity;
+	uint64_t buckets_offset; /* bytes from the segment start */
+	uint64_t reservations_offset;
+	uint64_t processes_offset;
+
+	/* Supervisor state, written by arld. */
+	ARL_ALIGNED int32_t supervisor_pid;
+	uint32_t sweep_seq;		 /* futex word: bumped after each sweep */
+	uint64_t sweep_count;		 /* sweeps completed */
+	uint64_t supervisor_heartbeat_ns; /* arl clock at the last sweep */
+
+	/* Test clock, used when ARL_SEG_TEST_CLOCK is set. */
+	ARL_ALIGNED uint64_t test_clock_ns;
+};
+
+/*
+ * One limit of a bucket as GCRA: a grant of x units moves the theoretical
+ * arrival time to max(tat, now) + cost(x), allowed while it stays within
+ * tolerance_ns of now. cost(x) = ceil(x * window_ns / amount) nanoseconds.
+ */
+struct arl_shm_limit {
+	ARL_ALIGNED uint64_t tat_ns; /* hot: CAS by every grant and refund */
+	uint64_t amount;	     /* units per window */
+	uint64_t window_ns;
+	uint64_t burst;	       /* units */
+	uint64_t tolerance_ns; /* cost(burst) */
+	uint32_t unit;	       /* enum arl_unit */
+	uint32_t reserved;
+};
+
+/* Bucket states. A bucket is written while BUSY and published as LIVE. */
+#define ARL_BUCKET_FREE 0u
+#define ARL_BUCKET_BUSY 1u
+#define ARL_BUCKET_LIVE 2u
+
+struct arl_shm_bucket_stats {
+	ARL_ALIGNED uint64_t granted;	  /* reservations granted */
+	uint64_t granted_tokens;	  /* estimated tokens granted */
+	uint64_t rejected;		  /* reserve calls that returned EAGAIN or NEVERFITS */
+	uint64_t waited_ns;		  /* time spent in reserve_wait before a grant */
+	uint64_t released;		  /* releases with known usage */
+	uint64_t refunded_tokens;	  /* tokens given back by releases */
+	uint64_t overage_tokens;	  /* tokens charged above the estimate */
+	uint64_t fallback_releases;	  /* releases with unknown usage */
+	uint64_t fallback_tokens;	  /* tokens kept by fallback releases */
+	uint64_t canceled;		  /* reservations canceled */
+	uint64_t reclaimed_dead;	  /* reclaimed because the owner died */
+	uint64_t reclaimed_idle;	  /* reclaimed after reservation_ttl idle */
+	uint64_t errors;		  /* rejected calls other than limits */
+};
+
+struct arl_shm_bucket {
+	/* Identity and configuration, immutable while LIVE. */
+	ARL_ALIGNED uint32_t state; /* ARL_BUCKET_*, published with release */
+	uint32_t gen;		    /* bumped each time the slot is (re)used */
+	uint32_t nlimits;
+	uint32_t max_inflight; /* 0: no cap */
+	uint32_t flags;	       /* ARL_BUCKET_* */
+	uint32_t reserved;
+	char name[ARL_NAME_MAX + 1];
+
+	/* Hot words changed by reservations. */
+	ARL_ALIGNED uint32_t inflight; /* live reservations holding a slot */
+	uint32_t wake_seq;	       /* futex word: bumped by releases and refunds */
+	uint32_t waiters;	       /* processes sleeping on wake_seq */
+
+	struct arl_shm_limit limits[ARL_MAX_LIMITS];
+	struct arl_shm_bucket_stats stats;
+};
+
+/*
+ * Reservation slot states. The state, the slot generation and the owner are
+ * one 64-bit word changed by CAS: gen in bits 0-31, state in bits 32-39,
+ * owner (process-table index + 1, 0 for none) in bits 40-63.
+ */
+#define ARL_RES_FREE 0u
+#define ARL_RES_CLAIMED 1u    /* owner is recording and charging */
+#define ARL_RES_COMMITTED 2u  /* charged: the request may be in flight */
+#define ARL_RES_RELEASING 3u  /* owner is applying a release or cancel */
+#define ARL_RES_RECLAIMING 4u /* the sweeper is applying the fallback */
+
+/*
+ * Charge marks: which charges the slot still holds. A mark is set after its
+ * charge is applied and cleared before it is given back, so the marks never
+ * claim more than the buckets hold and whoever finishes a dead owner's slot
+ * never gives back what was not taken.
+ */
+#define ARL_MARK_INFLIGHT 0x1u
+#define ARL_MARK_LIMIT(i) (0x2u << (i))
+
+struct arl_shm_reservation {
+	ARL_ALIGNED uint64_t word; /* gen | state | owner, see above */
+	uint32_t bucket_index;
+	uint32_t bucket_gen;
+	uint32_t marks;		   /* ARL_MARK_* */
+	uint32_t chunks;	   /* stream events seen */
+	uint64_t input_tokens;	   /* estimate charged */
+	uint64_t output_tokens;	   /* estimate charged */
+	uint64_t created_ns;	   /* arl clock */
+	uint64_t last_activity_ns; /* arl clock, set by touch */
+	uint64_t request_id;	   /* caller's id, for logs */
+};
+
+/* Process entries. An entry is alive while its owner holds the OFD lock on
+ * byte ARL_PROCESS_LOCK_BASE + index of the segment file. */
+#define ARL_PROCESS_FREE 0u
+#define ARL_PROCESS_LIVE 1u
+#define ARL_PROCESS_LOCK_BASE (1ll << 40)
+
+struct arl_shm_process {
+	ARL_ALIGNED uint32_t state;
+	int32_t pid;
+	uint64_t attached_ns;	    /* arl clock at registration */
+	uint32_t live_reservations; /* slots naming this entry as owner */
+	uint32_t reserved;
+};
+
+/* ------------------------------------------------------------------------
+ * Atomic helpers. The segment uses C11 orders through the __atomic builtins
+ * so that the header compiles as C and as C++.
+ * ------------------------------------------------------------------------ */
+
+#define arl_load_relaxed(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define arl_load_acquire(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define arl_store_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define arl_store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define arl_add_relaxed(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+#define arl_sub_relaxed(p, v) __atomic_fetch_sub((p), (v), __ATOMIC_RELAXED)
+#define arl_cas(p, expected, desired, success_order)                                               \
+	__atomic_compare_exchange_n((p), (expected), (desired), false, (success_order),           \
+				    __ATOMIC_RELAXED)
+
+/* ------------------------------------------------------------------------
+ * Process-local handles
+ * ------------------------------------------------------------------------ */
+
+/* An attached segment. Process-local; never shared between processes. */
+struct arl {
+	struct arl_shm_header *header; /* mapping of the whole segment */
+	size_t size;		       /* bytes mapped */
+	int fd;			       /* holds this process's liveness lock */
+	bool read_only;
+	pid_t pid;		  /* process that registered process_index; 0: none */
+	const uint32_t *fork_epoch; /* bumped in every child after fork() */
+	uint32_t epoch_seen;	  /* *fork_epoch when process_index was taken */
+	bool registered;	  /* process_index is this process's entry */
+	uint32_t process_index;	  /* UINT32_MAX: not registered */
+	uint32_t next_slot;	/* where the next free-slot search starts */
+	pthread_mutex_t register_lock;
+	char name[ARL_SHM_NAME_MAX + 1];
+};
+
+/* A bucket, found by name. A handle to a removed bucket is stale. */
+struct arl_bucket {
+	uint32_t index;
+	uint32_t gen;
+};
+
+/* A reservation. retry_at_ns is set when a reserve returns ARL_EAGAIN. */
+struct arl_reservation {
+	uint32_t slot;
+	uint32_t gen;
+	uint64_t retry_at_ns; /* arl clock: when the request would fit */
+};
+
+/* What a reservation estimates. A caller that knows only a total gives it
+ * as input_tokens. */
+struct arl_request {
+	uint64_t input_tokens;
+	uint64_t output_tokens;
+	uint64_t request_id; /* optional, shown in logs and listings */
+};
+
+/* Usage flags: which values of struct arl_usage are known. */
+#define ARL_USAGE_TOTAL 0x1u   /* total_tokens is the final usage */
+#define ARL_USAGE_SPLIT 0x2u   /* input_tokens and output_tokens are final */
+#define ARL_USAGE_PARTIAL 0x4u /* partial_tokens holds usage seen before a failure */
+
+/* The real usage of a request, given at release. */
+struct arl_usage {
+	uint32_t flags; /* ARL_USAGE_* */
+	uint64_t total_tokens;
+	uint64_t input_tokens;
+	uint64_t output_tokens;
+	uint64_t partial_tokens;
+};
+
+/* ------------------------------------------------------------------------
+ * Internal helpers (arl_impl_*): not part of the API.
+ * ------------------------------------------------------------------------ */
+
+ARL_API uint64_t arl_impl_layout_signature(void)
+{
+	return ((uint64_t)sizeof(struct arl_shm_header) << 48) ^
+	       ((uint64_t)sizeof(struct arl_shm_bucket) << 32) ^
+	       ((uint64_t)sizeof(struct arl_shm_reservation) << 16) ^
+	       (uint64_t)sizeof(struct arl_shm_process) ^ ((uint64_t)ARL_CACHE_LINE << 56);
+}
+
+ARL_API uint64_t arl_impl_monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+ARL_API uint64_t arl_impl_sat_add(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+ARL_API uint64_t arl_impl_sat_sub(uint64_t a, uint64_t b)
+{
+	return a > b ? a - b : 0;
+}
+
+/* Nanoseconds that x units take to refill: ceil(x * window / amount),
+ * saturated. One function for charges and refunds, so both round alike and
+ * a cancel restores exactly what the grant took. */
+ARL_API uint64_t arl_impl_cost_ns(const struct arl_shm_limit *limit, uint64_t x)
+{
+	__extension__ typedef unsigned __int128 u128;
+	uint64_t amount = limit->amount;
+	u128 product;
+
+	if (amount == 0)
+		return UINT64_MAX;
+	product = (u128)x * limit->window_ns + amount - 1;
+	product /= amount;
+	return product > UINT64_MAX / 4 ? UINT64_MAX / 4 : (uint64_t)product;
+}
+
+ARL_API struct arl_shm_bucket *arl_impl_buckets(const struct arl *arl)
+{
+	return (struct arl_shm_bucket *)((char *)arl->header + arl->header->buckets_offset);
+}
+
+ARL_API struct arl_shm_reservation *arl_impl_reservations(const struct arl *arl)
+{
+	return (struct arl_shm_reservation *)((char *)arl->header +
+					      arl->header->reservations_offset);
+}
+
+ARL_API struct arl_shm_process *arl_impl_processes(const struct arl *arl)
+{
+	return (struct arl_shm_process *)((char *)arl->header + arl->header->processes_offset);
+}
+
+ARL_API uint64_t arl_impl_res_word(uint32_t gen, uint32_t state, uint32_t owner)
+{
+	return (uint64_t)gen | ((uint64_t)(state & 0xff) << 32) | ((uint64_t)owner << 40);
+}
+
+ARL_API uint32_t arl_impl_res_gen(uint64_t word)
+{
+	return (uint32_t)word;
+}
+
+ARL_API uint32_t arl_impl_res_state(uint64_t word)
+{
+	return (uint32_t)(word >> 32) & 0xff;
+}
+
+ARL_API uint32_t arl_impl_res_owner(uint64_t word)
+{
+	return (uint32_t)(word >> 40);
+}
+
+ARL_API long arl_impl_futex(uint32_t *word, int op, uint32_t value, const struct timespec *timeout)
+{
+	/* Shared futexes (no FUTEX_PRIVATE_FLAG): waiters and wakers are
+	 * different processes mapping the same page. */
+	return syscall(SYS_futex, word, op, value, timeout, NULL, FUTEX_BITSET_MATCH_ANY);
+}
+
+/* Wakes every process waiting on a bucket. Called after anything that can
+ * let a waiter fit: a release, a refund, a cancel, a reclaim. */
+ARL_API void arl_impl_wake_bucket(struct arl_shm_bucket *bucket)
+{
+	/* Paired with the acquire load of wake_seq in arl_reserve_wait(): a
+	 * waiter that read the old value sleeps only if the value is unchanged,
+	 * so the bump cannot fall between its check and its sleep. */
+	__atomic_fetch_add(&bucket->wake_seq, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&bucket->waiters, __ATOMIC_SEQ_CST) != 0)
+		arl_impl_futex(&bucket->wake_seq, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+/* Counts forks seen by this process image, from a pthread_atfork child
+ * handler. A handle compares it with the value at registration instead of
+ * calling getpid() on every reservation. */
+ARL_API uint32_t *arl_impl_fork_epoch(void)
+{
+	static uint32_t epoch;
+
+	return &epoch;
+}
+
+ARL_API void arl_impl_on_fork_child(void)
+{
+	/* The child runs this alone, before fork() returns in it. */
+	(*arl_impl_fork_epoch())++;
+}
+
+ARL_API void arl_impl_install_fork_handler_once(void)
+{
+	pthread_atfork(NULL, NULL, arl_impl_on_fork_child);
+}
+
+ARL_API void arl_impl_install_fork_handler(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, arl_impl_install_fork_handler_once);
+}
+
+/* Reads arl's clock: CLOCK_MONOTONIC nanoseconds, or the segment's test
+ * clock when the segment was created with one. */
+ARL_API uint64_t arl_now(const struct arl *arl)
+{
+	if (arl->header->flags & ARL_SEG_TEST_CLOCK)
+		return arl_load_acquire(&arl->header->test_clock_ns);
+	return arl_impl_monotonic_ns();
+}
+
+/* ------------------------------------------------------------------------
+ * Attach
+ * ------------------------------------------------------------------------ */
+
+/* Attach flags. */
+#define ARL_ATTACH_CREATE 0x1u	   /* create the segment if the name is free */
+#define ARL_ATTACH_READ_ONLY 0x2u  /* map read-only: listings only */
+#define ARL_ATTACH_TEST_CLOCK 0x4u /* with CREATE: time is a test clock */
+
+struct arl_attach_options {
+	const char *name; /* NULL: $ARL_SHM, else "/arl" */
+	uint32_t flags;	  /* ARL_ATTACH_* */
+	/* Creation only; 0 picks the default. */
+	uint32_t bucket_capacity;
+	uint32_t reservation_capacity;
+	uint32_t process_capacity;
+	mode_t mode; /* 0: 0600 */
+	/* Optional: a message naming the segment and the failed field. */
+	char *error;
+	size_t error_size;
+};
+
+/* Writes a message for the caller, when one was requested, and returns code. */
+__attribute__((format(printf, 3, 4))) ARL_API int
+arl_impl_fail(const struct arl_attach_options *opts, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (opts && opts->error && opts->error_size > 0) {
+		va_start(ap, fmt);
+		vsnprintf(opts->error, opts->error_size, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+ARL_API int arl_impl_lock_byte(int fd, int cmd, short type, off_t byte)
+{
+	struct flock lock;
+
+	memset(&lock, 0, sizeof(lock));
+	lock.l_type = type;
+	lock.l_whence = SEEK_SET;
+	lock.l_start = byte;
+	lock.l_len = 1;
+	return fcntl(fd, cmd, &lock);
+}
+
+/* Returns true if another open file description holds a lock on the byte. */
+ARL_API bool arl_impl_byte_locked(int fd, off_t byte)
+{
+	struct flock lock;
+
+	memset(&lock, 0, sizeof(lock));
+	lock.l_type = F_WRLCK;
+	lock.l_whence = SEEK_SET;
+	lock.l_start = byte;
+	lock.l_len = 1;
+	if (fcntl(fd, F_OFD_GETLK, &lock) != 0)
+		return true; /* cannot tell: treat as alive, never reclaim */
+	return lock.l_type != F_UNLCK;
+}
+
+ARL_API uint64_t arl_impl_align(uint64_t x)
+{
+	return (x + ARL_CACHE_LINE - 1) & ~(uint64_t)(ARL_CACHE_LINE - 1);
+}
+
+/* Fills a new header with its tables' layout. */
+ARL_API uint64_t arl_impl_plan_layout(struct arl_shm_header *h, uint32_t buckets,
+				      uint32_t reservations, uint32_t processes)
+{
+	uint64_t offset = arl_impl_align(sizeof(*h));
+
+	h->bucket_capacity = buckets;
+	h->reservation_capacity = reservations;
+	h->process_capacity = processes;
+	h->buckets_offset = offset;
+	offset = arl_impl_align(offset + (uint64_t)buckets * sizeof(struct arl_shm_bucket));
+	h->reservations_offset = offset;
+	offset = arl_impl_align(offset +
+				(uint64_t)reservations * sizeof(struct arl_shm_reservation));
+	h->processes_offset = offset;
+	offset = arl_impl_align(offset + (uint64_t)processes * sizeof(struct arl_shm_process));
+	return offset;
+}
+
+/* Checks one table: inside the segment, after the header, aligned. */
+ARL_API bool arl_impl_table_fits(uint64_t offset, uint32_t capacity, size_t entry, uint64_t size)
+{
+	if (offset < sizeof(struct arl_shm_header) || offset % ARL_CACHE_LINE != 0)
+		return false;
+	if (capacity == 0 || capacity > ARL_MAX_TABLE)
+		return false;
+	return offset <= size && (uint64_t)capacity * entry <= size - offset;
+}
+
+/*
+ * Validates every header field against the file size before any offset is
+ * trusted. Returns 0 or ARL_EBADSEG / ARL_EVERSION with a message naming
+ * the field.
+ */
+ARL_API int arl_impl_validate_header(const struct arl_shm_header *h, uint64_t file_size,
+				     const char *name, const struct arl_attach_options *opts)
+{
+	uint64_t b_end, r_end;
+
+	if (h->magic != ARL_MAGIC)
+		return arl_impl_fail(opts, ARL_EBADSEG,
+				     "segment %s: bad magic %#llx: not an arl segment", name,
+				     (unsigned long long)h->magic);
+	if (h->layout_version != ARL_LAYOUT_VERSION)
+		return arl_impl_fail(opts, ARL_EVERSION,
+				     "segment %s: layout version %u, this build reads version %u; "
+				     "stop the old arld, remove the segment and let this version "
+				     "create it",
+				     name, h->layout_version, ARL_LAYOUT_VERSION);
+	if (h->layout_signature != arl_impl_layout_signature())
+		return arl_impl_fail(opts, ARL_EVERSION,
+				     "segment %s: layout signature %#llx does not match this build",
+				     name, (unsigned long long)h->layout_signature);
+	if (h->segment_size != file_size)
+		return arl_impl_fail(opts, ARL_EBADSEG,
+				     "segment %s: header says %llu bytes but the file differs "
+				     "(truncated or replaced)",
+				     name, (unsigned long long)h->segment_size);
+	if (h->flags & ~(uint32_t)ARL_SEG_TEST_CLOCK)
+		return arl_impl_fail(opts, ARL_EBADSEG, "segment %s: unknown flags %#x", name,
+				     h->flags);
+	if (!arl_impl_table_fits(h->buckets_offset, h->bucket_capacity,
+				 sizeof(struct arl_shm_bucket), file_size))
+		return arl_impl_fail(opts, ARL_EBADSEG,
+				     "segment %s: bucket table (offset %llu) outside the segment", name,
+				     (unsigned long long)h->buckets_offset);
+	if (!arl_impl_table_fits(h->reservations_offset, h->reservation_capacity,
+				 sizeof(struct arl_shm_reservation), file_size))
+		return arl_impl_fail(opts, ARL_EBADSEG,
+				     "segment %s: reservation table (offset %llu) outside the segment",
+				     name, (unsigned long long)h->reservations_offset);
+	if (!arl_impl_table_fits(h->processes_offset, h->process_capacity,
+				 sizeof(struct arl_shm_process), file_size))
+		return arl_impl_fail(opts, ARL_EBADSEG,
+				     "segment %s: process table (offset %llu) outside the segment",
+				     name, (unsigned long long)h->processes_offset);
+
+	b_end = h->buckets_offset + (uint64_t)h->bucket_capacity * sizeof(struct arl_shm_bucket);
+	r_end = h->reservations_offset +
+		(uint64_t)h->reservation_capacity * sizeof(struct arl_shm_reservation);
+	if (h->reservations_offset < b_end || h->processes_offset < r_end)
+		return arl_impl_fail(opts, ARL_EBADSEG, "segment %s: tables overlap", name);
+	if (h->process_capacity > (1u << 24) - 1)
+		return arl_impl_fail(opts, ARL_EBADSEG,
+				     "segment %s: process capacity %u exceeds 16777215", name,
+				     h->process_capacity);
+	return 0;
+}
+
+ARL_API const char *arl_impl_segment_name(const struct arl_attach_options *opts)
+{
+	const char *name = opts ? opts->name : NULL;
+
+	if (!name || !*name)
+		name = getenv("ARL_SHM");
+	if (!name || !*name)
+		name = ARL_DEFAULT_SHM;
+	return name;
+}
+
+/*
+ * Creates a new segment under an exclusive name. The creator takes an OFD
+ * lock on byte 0 before anything else and keeps it until ready is published,
+ * so an attacher can tell a slow creator from a dead one.
+ */
+ARL_API int arl_impl_create(const char *name, const struct arl_attach_options *opts, int *fd_out)
+{
+	struct arl_shm_header plan;
+	uint64_t size;
+	mode_t mode = opts && opts->mode ? opts->mode : 0600;
+	struct arl_shm_header *h;
+	int fd, rc;
+
+	memset(&plan, 0, sizeof(plan));
+	size = arl_impl_plan_layout(
+		&plan, opts && opts->bucket_capacity ? opts->bucket_capacity : ARL_DEFAULT_BUCKETS,
+		opts && opts->reservation_capacity ? opts->reservation_capacity
+						   : ARL_DEFAULT_RESERVATIONS,
+		opts && opts->process_capacity ? opts->process_capacity : ARL_DEFAULT_PROCESSES);
+	if (plan.bucket_capacity > ARL_MAX_TABLE || plan.reservation_capacity > ARL_MAX_TABLE ||
+	    plan.process_capacity > (1u << 24) - 1)
+		return arl_impl_fail(opts, ARL_EINVAL, "segment %s: a table capacity exceeds %u",
+				     name, ARL_MAX_TABLE);
+	if (mode & ~(mode_t)0660)
+		return arl_impl_fail(opts, ARL_EINVAL,
+				     "segment %s: mode %#o grants access to others; use 0600, "
+				     "0640 or 0660",
+				     name, (unsigned)mode);
+
+	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (arl_impl_lock_byte(fd, F_OFD_SETLK, F_WRLCK, 0) != 0 || fchmod(fd, mode) != 0) {
+		rc = -errno;
+		goto fail;
+	}
+	/* posix_fallocate reserves the pages now, so a full /dev/shm fails
+	 * here with ENOSPC instead of raising SIGBUS on a later write. */
+	rc = posix_fallocate(fd, 0, (off_t)size);
+	if (rc != 0) {
+		rc = -rc;
+		arl_impl_fail(opts, rc, "segment %s: cannot allocate %llu bytes in /dev/shm: %s",
+			      name, (unsigned long long)size, strerror(-rc));
+		goto fail;
+	}
+	h = (struct arl_shm_header *)mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (h == MAP_FAILED) {
+		rc = -errno;
+		goto fail;
+	}
+
+	/* The file is zero-filled, so every table starts FREE with gen 0. */
+	plan.magic = ARL_MAGIC;
+	plan.layout_version = ARL_LAYOUT_VERSION;
+	plan.layout_signature = arl_impl_layout_signature();
+	plan.segment_size = size;
+	plan.created_ns = arl_impl_monotonic_ns();
+	plan.flags = opts && (opts->flags & ARL_ATTACH_TEST_CLOCK) ? ARL_SEG_TEST_CLOCK : 0;
+	memcpy(h, &plan, sizeof(plan));
+	if (plan.flags & ARL_SEG_TEST_CLOCK)
+		h->test_clock_ns = 1000000000ull;
+
+	/* Paired with the acquire load of ready in arl_impl_wait_ready(): an
+	 * attacher that sees ARL_READY sees every field written above. */
+	arl_store_release(&h->ready, ARL_READY);
+	munmap(h, size);
+	arl_impl_lock_byte(fd, F_OFD_SETLK, F_UNLCK, 0);
+	*fd_out = fd;
+	return 0;
+fail:
+	shm_unlink(name);
+	close(fd);
+	return rc == 0 ? ARL_ESYSTEM : rc;
+}
+
+/*
+ * Waits, up to about two seconds, until the segment behind fd has its final
+ * size (posix_fallocate sets it at once, before any field is written).
+ * Returns the size, or a negative code when the creator died first.
+ */
+ARL_API long long arl_impl_wait_sized(int fd, const char *name,
+				      const struct arl_attach_options *opts)
+{
+	struct timespec pause = {0, 1000000};
+	struct stat st;
+	int tries;
+
+	for (tries = 0; tries < 2000; tries++) {
+		if (fstat(fd, &st) != 0)
+			return -errno;
+		if ((size_t)st.st_size >= sizeof(struct arl_shm_header))
+			return (long long)st.st_size;
+		if (!arl_impl_byte_locked(fd, 0))
+			break;
+		nanosleep(&pause, NULL);
+	}
+	return arl_impl_fail(opts, ARL_ENOTREADY,
+			     "segment %s: empty and its creator is gone or stuck; remove it "
+			     "(rm /dev/shm%s) and start arld again",
+			     name, name);
+}
+
+/*
+ * Waits, up to about two seconds, until the creator publishes ready in a
+ * mapped header. Returns 0 or ARL_ENOTREADY.
+ */
+ARL_API int arl_impl_wait_ready(const struct arl_shm_header *h, int fd, const char *name,
+				const struct arl_attach_options *opts)
+{
+	struct timespec pause = {0, 1000000};
+	int tries;
+
+	for (tries = 0; tries < 2000; tries++) {
+		/* Paired with the release store in arl_impl_create(): seeing
+		 * ARL_READY makes every header field visible. */
+		if (arl_load_acquire(&h->ready) == ARL_READY)
+			return 0;
+		if (!arl_impl_byte_locked(fd, 0))
+			break;
+		nanosleep(&pause, NULL);
+	}
+	return arl_impl_fail(opts, ARL_ENOTREADY,
+			     "segment %s: not ready and its creator is gone or stuck; remove it "
+			     "(rm /dev/shm%s) and start arld again",
+			     name, name);
+}
+
+/* Rejects a segment owned by someone unexpected or open to other users: a
+ * squatter could have created the name first. */
+ARL_API int arl_impl_check_owner(int fd, const char *name, const struct arl_attach_options *opts)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) != 0)
+		return -errno;
+	if (st.st_uid != geteuid() && st.st_uid != 0)
+		return arl_impl_fail(opts, ARL_EACCES,
+				     "segment %s: owned by uid %u, expected this user or root", name,
+				     (unsigned)st.st_uid);
+	if (st.st_mode & 0007)
+		return arl_impl_fail(opts, ARL_EACCES,
+				     "segment %s: mode %#o grants access to other users; remove "
+				     "it and let arld recreate it",
+				     name, (unsigned)(st.st_mode & 0777));
+	return 0;
+}
+
+ARL_API int arl_impl_open(const char *name, const struct arl_attach_options *opts, int *fd_out)
+{
+	bool read_only = opts && (opts->flags & ARL_ATTACH_READ_ONLY);
+	bool create = opts && (opts->flags & ARL_ATTACH_CREATE);
+	int fd, rc;
+
+	for (;;) {
+		fd = shm_open(name, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+		if (fd >= 0)
+			break;
+		if (errno != ENOENT || !create || read_only)
+			{
+			int err = errno;
+
+			if (err == ENOENT)
+				return arl_impl_fail(opts, ARL_ENOENT,
+						     "segment %s: not found; start arld or set ARL_SHM "
+						     "to the segment it created",
+						     name);
+			return arl_impl_fail(opts, -err, "segment %s: shm_open failed: %s", name,
+					     strerror(err));
+		}
+		rc = arl_impl_create(name, opts, &fd);
+		if (rc == 0)
+			break;
+		if (rc != -EEXIST)
+			return rc;
+		/* Another creator won the race: attach to its segment. */
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+/*
+ * Attaches to a segment. Returns 0 and a handle in *out, or a negative code;
+ * opts->error, when given, receives a message naming the segment and the
+ * field at fault. opts may be NULL for the defaults. Clients never create a
+ * segment unless ARL_ATTACH_CREATE is set, so a deleted name is an error
+ * rather than a new, empty limiter.
+ */
+ARL_API int arl_attach(struct arl **out, const struct arl_attach_options *opts)
+{
+	const char *name = arl_impl_segment_name(opts);
+	bool read_only = opts && (opts->flags & ARL_ATTACH_READ_ONLY);
+	struct arl_shm_header *h;
+	struct arl *arl;
+	long long size;
+	int fd, rc;
+
+	if (!out)
+		return ARL_EINVAL;
+	*out = NULL;
+	if (name[0] != '/' || strlen(name) > ARL_SHM_NAME_MAX || strchr(name + 1, '/'))
+		return arl_impl_fail(opts, ARL_EINVAL,
+				     "segment name %s is invalid: use one '/' then up to %d bytes "
+				     "with no other '/'",
+				     name, ARL_SHM_NAME_MAX - 1);
+	rc = arl_impl_open(name, opts, &fd);
+	if (rc != 0)
+		return rc;
+	rc = arl_impl_check_owner(fd, name, opts);
+	if (rc != 0)
+		goto fail;
+	size = arl_impl_wait_sized(fd, name, opts);
+	if (size < 0) {
+		rc = (int)size;
+		goto fail;
+	}
+	h = (struct arl_shm_header *)mmap(NULL, (size_t)size,
+					  read_only ? PROT_READ : PROT_READ | PROT_WRITE,
+					  MAP_SHARED, fd, 0);
+	if (h == MAP_FAILED) {
+		rc = -errno;
+		goto fail;
+	}
+	rc = arl_impl_wait_ready(h, fd, name, opts);
+	if (rc == 0)
+		rc = arl_impl_validate_header(h, (uint64_t)size, name, opts);
+	if (rc != 0) {
+		munmap(h, (size_t)size);
+		goto fail;
+	}
+
+	arl = (struct arl *)calloc(1, sizeof(*arl));
+	if (!arl) {
+		munmap(h, (size_t)size);
+		rc = ARL_ENOMEM;
+		goto fail;
+	}
+	arl->header = h;
+	arl->size = (size_t)size;
+	arl->fd = fd;
+	arl->read_only = read_only;
+	arl->process_index = UINT32_MAX;
+	arl_impl_install_fork_handler();
+	arl->fork_epoch = arl_impl_fork_epoch();
+	pthread_mutex_init(&arl->register_lock, NULL);
+	snprintf(arl->name, sizeof(arl->name), "%s", name);
+	*out = arl;
+	return 0;
+fail:
+	close(fd);
+	return rc;
+}
+
+/* Returns the segment's name as attached. */
+ARL_API const char *arl_segment_name(const struct arl *arl)
+{
+	return arl->name;
+}
+
+/*
+ * Detaches: unmaps the segment and drops this process's registration. Live
+ * reservations stay charged; the supervisor reclaims them once no process
+ * holds their owner entry. The handle must not be used by another thread
+ * during or after the call.
+ */
+ARL_API void arl_detach(struct arl *arl)
+{
+	if (!arl)
+		return;
+	if (arl->process_index != UINT32_MAX && arl->epoch_seen == *arl->fork_epoch) {
+		struct arl_shm_process *p = &arl_impl_processes(arl)[arl->process_index];
+
+		/* Release order: the entry is FREE only after this process stopped
+		 * touching its tables. */
+		if (arl_load_relaxed(&p->live_reservations) == 0)
+			arl_store_release(&p->state, ARL_PROCESS_FREE);
+	}
+	munmap(arl->header, arl->size);
+	close(arl->fd); /* drops the liveness lock */
+	pthread_mutex_destroy(&arl->register_lock);
+	free(arl);
+}
+
+/* ------------------------------------------------------------------------
+ * Process registration
+ * ------------------------------------------------------------------------ */
+
+/* Takes a process entry: the OFD lock on its byte is the claim, and an entry
+ * still referenced by a dead owner's reservations is left for the sweeper. */
+ARL_API int arl_impl_register_locked(struct arl *arl)
+{
+	struct arl_shm_process *procs = arl_impl_processes(arl);
+	uint32_t cap = arl->header->process_capacity;
+	pid_t pid = getpid();
+	uint32_t i;
+
+	for (i = 0; i < cap; i++) {
+		struct arl_shm_process *p = &procs[(pid + i) % cap];
+		uint32_t index = (uint32_t)((pid + i) % cap);
+
+		if (arl_load_relaxed(&p->live_reservations) != 0)
+			continue;
+		if (arl_impl_lock_byte(arl->fd, F_OFD_SETLK, F_WRLCK,
+				       ARL_PROCESS_LOCK_BASE + index) != 0)
+			continue; /* a live process holds it */
+		if (arl_load_acquire(&p->live_reservations) != 0) {
+			arl_impl_lock_byte(arl->fd, F_OFD_SETLK, F_UNLCK,
+					   ARL_PROCESS_LOCK_BASE + index);
+			continue;
+		}
+		arl_store_relaxed(&p->pid, (int32_t)pid);
+		arl_store_relaxed(&p->attached_ns, arl_now(arl));
+		/* Paired with acquire loads of state by listings and the sweeper. */
+		arl_store_release(&p->state, ARL_PROCESS_LIVE);
+		arl->process_index = index;
+		arl->pid = pid;
+		arl->next_slot = (uint32_t)pid;
+		return 0;
+	}
+	return ARL_ETABLEFULL;
+}
+
+/*
+ * Makes sure this process owns a process entry. After a fork the child
+ * inherits the parent's open file description, and with it the parent's
+ * liveness lock, so the child opens its own description of the same file and
+ * registers anew; the parent keeps its entry and its reservations.
+ */
+ARL_API int arl_impl_ensure_registered(struct arl *arl)
+{
+	uint32_t epoch;
+	int rc = 0;
+
+	if (arl->read_only)
+		return ARL_EROFS;
+	epoch = *arl->fork_epoch;
+	/* Acquire pairs with the release store of registered below, so a
+	 * thread that sees it sees process_index. */
+	if (__atomic_load_n(&arl->registered, __ATOMIC_ACQUIRE) && arl->epoch_seen == epoch)
+		return 0;
+
+	pthread_mutex_lock(&arl->register_lock);
+	if (arl->process_index != UINT32_MAX && arl->epoch_seen != epoch) {
+		char path[64];
+		int fd;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", arl->fd);
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0) {
+			rc = ARL_ESYSTEM;
+			goto out;
+		}
+		close(arl->fd); /* the parent keeps its own descriptor and lock */
+		arl->fd = fd;
+		arl->process_index = UINT32_MAX;
+		__atomic_store_n(&arl->registered, false, __ATOMIC_RELAXED);
+	}
+	if (arl->process_index == UINT32_MAX)
+		rc = arl_impl_register_locked(arl);
+	if (rc == 0) {
+		arl->epoch_seen = epoch;
+		__atomic_store_n(&arl->registered, true, __ATOMIC_RELEASE);
+	}
+out:
+	pthread_mutex_unlock(&arl->register_lock);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * Buckets
+ * ------------------------------------------------------------------------ */
+
+/* One limit as given to arl_bucket_create(). */
+struct arl_limit_config {
+	uint32_t unit;	    /* enum arl_unit */
+	uint64_t amount;    /* units per window, > 0 */
+	uint64_t window_ns; /* 1 s to 1 day */
+	uint64_t burst;	    /* units; 0: amount */
+};
+
+struct arl_bucket_config {
+	const char *name; /* 1 to ARL_NAME_MAX bytes */
+	uint32_t nlimits;
+	struct arl_limit_config limits[ARL_MAX_LIMITS];
+	uint32_t max_inflight; /* 0: no cap */
+	uint32_t flags;	       /* ARL_BUCKET_* */
+};
+
+ARL_API int arl_impl_check_name(const char *name)
+{
+	size_t len;
+
+	if (!name)
+		return ARL_EINVAL;
+	len = strnlen(name, ARL_NAME_MAX + 1);
+	if (len == 0)
+		return ARL_EINVAL;
+	if (len > ARL_NAME_MAX)
+		return ARL_ENAMETOOLONG;
+	return 0;
+}
+
+/* Validates a bucket configuration. Returns 0 or ARL_EINVAL /
+ * ARL_ENAMETOOLONG / ARL_EOVERFLOW. */
+ARL_API int arl_bucket_config_check(const struct arl_bucket_config *config)
+{
+	uint32_t i;
+	int rc;
+
+	if (!config)
+		return ARL_EINVAL;
+	rc = arl_impl_check_name(config->name);
+	if (rc != 0)
+		return rc;
+	if (config->nlimits > ARL_MAX_LIMITS || (config->flags & ~ARL_BUCKET_KNOWN_FLAGS))
+		return ARL_EINVAL;
+	for (i = 0; i < config->nlimits; i++) {
+		const struct arl_limit_config *l = &config->limits[i];
+
+		if (l->unit < ARL_UNIT_REQUESTS || l->unit > ARL_UNIT_OUTPUT_TOKENS)
+			return ARL_EINVAL;
+		if (l->amount == 0 || l->window_ns < ARL_MIN_WINDOW_NS ||
+		    l->window_ns > ARL_MAX_WINDOW_NS)
+			return ARL_EINVAL;
+		if (l->amount > ARL_MAX_TOKENS || l->burst > ARL_MAX_TOKENS)
+			return ARL_EOVERFLOW;
+	}
+	return 0;
+}
+
+ARL_API bool arl_impl_bucket_named(struct arl_shm_bucket *b, const char *name)
+{
+	return arl_load_acquire(&b->state) == ARL_BUCKET_LIVE &&
+	       strncmp(b->name, name, sizeof(b->name)) == 0;
+}
+
+/*
+ * Finds a bucket by name. Returns 0 and the handle, ARL_ENOENT when no live
+ * bucket has that name, or ARL_EINVAL / ARL_ENAMETOOLONG for a bad name.
+ */
+ARL_API int arl_bucket_find(struct arl *arl, const char *name, struct arl_bucket *out)
+{
+	struct arl_shm_bucket *buckets;
+	uint32_t i;
+	int rc;
+
+	if (!arl || !out)
+		return ARL_EINVAL;
+	rc = arl_impl_check_name(name);
+	if (rc != 0)
+		return rc;
+	buckets = arl_impl_buckets(arl);
+	for (i = 0; i < arl->header->bucket_capacity; i++) {
+		if (arl_impl_bucket_named(&buckets[i], name)) {
+			out->index = i;
+			out->gen = arl_load_relaxed(&buckets[i].gen);
+			return 0;
+		}
+	}
+	return ARL_ENOENT;
+}
+
+ARL_API void arl_impl_fill_bucket(struct arl_shm_bucket *b, const struct arl_bucket_config *c,
+				  uint64_t now)
+{
+	uint32_t i;
+
+	memset(b->name, 0, sizeof(b->name));
+	memcpy(b->name, c->name, strlen(c->name));
+	b->nlimits = c->nlimits;
+	b->max_inflight = c->max_inflight;
+	b->flags = c->flags;
+	b->inflight = 0;
+	b->waiters = 0;
+	memset(&b->stats, 0, sizeof(b->stats));
+	for (i = 0; i < c->nlimits; i++) {
+		struct arl_shm_limit *l = &b->limits[i];
+
+		l->unit = c->limits[i].unit;
+		l->amount = c->limits[i].amount;
+		l->window_ns = c->limits[i].window_ns;
+		l->burst = c->limits[i].burst ? c->limits[i].burst : c->limits[i].amount;
+		l->tolerance_ns = arl_impl_cost_ns(l, l->burst);
+		l->tat_ns = now; /* a new bucket starts full */
+	}
+}
+
+/*
+ * Creates a bucket. Bucket creation is an administrative act (arld, arlctl,
+ * tests, embedded use): concurrent creators are serialized by an OFD lock on
+ * byte 1 of the segment, so a name is never created twice. Returns 0 and the
+ * handle, ARL_EEXIST (with the existing bucket's handle) or ARL_ETABLEFULL.
+ */
+ARL_API int arl_bucket_create(struct arl *arl, const struct arl_bucket_config *config,
+			      struct arl_bucket *out)
+{
+	struct arl_shm_bucket *buckets;
+	uint32_t i, free_index = UINT32_MAX;
+	int rc;
+
+	if (!arl || !out)
+		return ARL_EINVAL;
+	if (arl->read_only)
+		return ARL_EROFS;
+	rc = arl_bucket_config_check(config);
+	if (rc != 0)
+		return rc;
+	if (arl_impl_lock_byte(arl->fd, F_OFD_SETLKW, F_WRLCK, 1) != 0)
+		return ARL_ESYSTEM;
+
+	if (arl_bucket_find(arl, config->name, out) == 0) {
+		rc = ARL_EEXIST;
+		goto out;
+	}
+	buckets = arl_impl_buckets(arl);
+	for (i = 0; i < arl->header->bucket_capacity && free_index == UINT32_MAX; i++)
+		if (arl_load_acquire(&buckets[i].state) == ARL_BUCKET_FREE)
+			free_index = i;
+	if (free_index == UINT32_MAX) {
+		rc = ARL_ETABLEFULL;
+		goto out;
+	}
+
+	arl_store_relaxed(&buckets[free_index].state, ARL_BUCKET_BUSY);
+	arl_impl_fill_bucket(&buckets[free_index], config, arl_now(arl));
+	arl_store_relaxed(&buckets[free_index].gen, buckets[free_index].gen + 1);
+	/* Paired with the acquire load in arl_impl_bucket_named() and
+	 * arl_impl_bucket(): a finder sees the whole configuration. */
+	arl_store_release(&buckets[free_index].state, ARL_BUCKET_LIVE);
+	out->index = free_index;
+	out->gen = buckets[free_index].gen;
+	rc = 0;
+out:
+	arl_impl_lock_byte(arl->fd, F_OFD_SETLK, F_UNLCK, 1);
+	return rc;
+}
+
+/* Returns the live bucket a handle names, or NULL if the handle is stale. */
+ARL_API struct arl_shm_bucket *arl_impl_bucket(const struct arl *arl, uint32_t index, uint32_t gen)
+{
+	struct arl_shm_bucket *b;
+
+	if (index >= arl->header->bucket_capacity)
+		return NULL;
+	b = &arl_impl_buckets(arl)[index];
+	if (arl_load_acquire(&b->state) != ARL_BUCKET_LIVE || arl_load_relaxed(&b->gen) != gen)
+		return NULL;
+	if (b->nlimits > ARL_MAX_LIMITS)
+		return NULL; /* written by a hostile process: never index past the array */
+	return b;
+}
+
+/* ------------------------------------------------------------------------
+ * Limits: GCRA steps on one limit
+ * ------------------------------------------------------------------------ */
+
+/* Units a limit charges for a request or a usage. */
+ARL_API uint64_t arl_impl_units(uint32_t unit, uint64_t input, uint64_t output)
+{
+	switch (unit) {
+	case ARL_UNIT_REQUESTS:
+		return 1;
+	case ARL_UNIT_TOKENS:
+		return arl_impl_sat_add(input, output);
+	case ARL_UNIT_INPUT_TOKENS:
+		return input;
+	case ARL_UNIT_OUTPUT_TOKENS:
+		return output;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * Takes cost_ns from a limit if the result stays within its tolerance.
+ * Returns 0, or ARL_EAGAIN with *retry_at set to the exact time at which the
+ * same charge would fit.
+ */
+ARL_API int arl_impl_limit_take(struct arl_shm_limit *l, uint64_t cost, uint64_t now,
+				uint64_t *retry_at)
+{
+	uint64_t tat = arl_load_relaxed(&l->tat_ns);
+	uint64_t tolerance = l->tolerance_ns;
+
+	for (;;) {
+		uint64_t base = tat > now ? tat : now;
+		uint64_t next = arl_impl_sat_add(base, cost);
+
+		if (next - now > tolerance) {
+			*retry_at = arl_impl_sat_sub(next, tolerance);
+			return ARL_EAGAIN;
+		}
+		/* Relaxed is enough: the TAT is self-contained and publishes no
+		 * other data; the slot's marks are ordered by the slot word. */
+		if (arl_cas(&l->tat_ns, &tat, next, __ATOMIC_RELAXED))
+			return 0;
+	}
+}
+
+/* Gives cost_ns back to a limit, never beyond a full bucket (tat >= now). */
+ARL_API void arl_impl_limit_give(struct arl_shm_limit *l, uint64_t cost, uint64_t now)
+{
+	uint64_t tat = arl_load_relaxed(&l->tat_ns);
+
+	for (;;) {
+		uint64_t next = arl_impl_sat_sub(tat, cost);
+
+		if (next < now)
+			next = now;
+		if (next >= tat)
+			return; /* already full at now: nothing to give back */
+		if (arl_cas(&l->tat_ns, &tat, next, __ATOMIC_RELAXED))
+			return;
+	}
+}
+
+/* Charges cost_ns unconditionally: overage, which only delays later grants. */
+ARL_API void arl_impl_limit_charge(struct arl_shm_limit *l, uint64_t cost, uint64_t now)
+{
+	uint64_t tat = arl_load_relaxed(&l->tat_ns);
+
+	for (;;) {
+		uint64_t base = tat > now ? tat : now;
+
+		if (arl_cas(&l->tat_ns, &tat, arl_impl_sat_add(base, cost), __ATOMIC_RELAXED))
+			return;
+	}
+}
+
+ARL_API bool arl_impl_inflight_take(struct arl_shm_bucket *b)
+{
+	uint32_t cap = b->max_inflight;
+	uint32_t n;
+
+	if (cap == 0) {
+		arl_add_relaxed(&b->inflight, 1);
+		return true;
+	}
+	n = arl_load_relaxed(&b->inflight);
+	do {
+		if (n >= cap)
+			return false;
+	} while (!arl_cas(&b->inflight, &n, n + 1, __ATOMIC_RELAXED));
+	return true;
+}
+
+/* ------------------------------------------------------------------------
+ * Reservations
+ * ------------------------------------------------------------------------ */
+
+/* Gives back every charge a slot's marks still hold, clearing each mark
+ * before its give-back. Used by cancel, a failed reserve and the sweeper. */
+ARL_API void arl_impl_give_back(struct arl_shm_reservation *r, struct arl_shm_bucket *b,
+				uint32_t give_mask, uint64_t now)
+{
+	uint32_t i;
+
+	for (i = 0; i < b->nlimits; i++) {
+		struct arl_shm_limit *l = &b->limits[i];
+		uint32_t mark = ARL_MARK_LIMIT(i);
+
+		if (!(give_mask & mark) || !(arl_load_relaxed(&r->marks) & mark))
+			continue;
+		__atomic_fetch_and(&r->marks, ~mark, __ATOMIC_RELEASE);
+		arl_impl_limit_give(l,
+				    arl_impl_cost_ns(l, arl_impl_units(l->unit, r->input_tokens,
+								       r->output_tokens)),
+				    now);
+	}
+	if ((give_mask & ARL_MARK_INFLIGHT) && (arl_load_relaxed(&r->marks) & ARL_MARK_INFLIGHT)) {
+		__atomic_fetch_and(&r->marks, ~(uint32_t)ARL_MARK_INFLIGHT, __ATOMIC_RELEASE);
+		arl_sub_relaxed(&b->inflight, 1);
+	}
+}
+
+/* Frees a slot: a new generation, no owner. Then drops the owner's count. */
+ARL_API void arl_impl_free_slot(struct arl *arl, struct arl_shm_reservation *r, uint64_t word)
+{
+	uint32_t owner = arl_impl_res_owner(word);
+
+	/* Paired with the acquire CAS that claims the slot: the next owner sees
+	 * the marks cleared. */
+	arl_store_release(&r->word, arl_impl_res_word(arl_impl_res_gen(word) + 1, ARL_RES_FREE, 0));
+	if (owner != 0 && owner <= arl->header->process_capacity)
+		arl_sub_relaxed(&arl_impl_processes(arl)[owner - 1].live_reservations, 1);
+}
+
+/* Claims a free slot for this process. Returns its index or UINT32_MAX. */
+ARL_API uint32_t arl_impl_claim_slot(struct arl *arl, uint64_t *word_out)
+{
+	struct arl_shm_reservation *slots = arl_impl_reservations(arl);
+	uint32_t cap = arl->header->reservation_capacity;
+	uint32_t owner = arl->process_index + 1;
+	uint32_t start = __atomic_fetch_add(&arl->next_slot, 1, __ATOMIC_RELAXED);
+	uint32_t i;
+
+	/* Counted before the claim, so the count never misses a slot that
+	 * names this process: the entry cannot be reused under it. */
+	arl_add_relaxed(&arl_impl_processes(arl)[arl->process_index].live_reservations, 1);
+	for (i = 0; i < cap; i++) {
+		uint32_t index = (start + i) % cap;
+		struct arl_shm_reservation *r = &slots[index];
+		uint64_t word = arl_load_relaxed(&r->word);
+		uint64_t claimed;
+
+		if (arl_impl_res_state(word) != ARL_RES_FREE)
+			continue;
+		claimed = arl_impl_res_word(arl_impl_res_gen(word), ARL_RES_CLAIMED, owner);
+		/* Acquire pairs with the release in arl_impl_free_slot(). */
+		if (arl_cas(&r->word, &word, claimed, __ATOMIC_ACQUIRE)) {
+			*word_out = claimed;
+			return index;
+		}
+	}
+	arl_sub_relaxed(&arl_impl_processes(arl)[arl->process_index].live_reservations, 1);
+	return UINT32_MAX;
+}
+
+ARL_API int arl_impl_check_request(const struct arl_request *req)
+{
+	if (!req)
+		return ARL_EINVAL;
+	if (req->input_tokens > ARL_MAX_TOKENS || req->output_tokens > ARL_MAX_TOKENS)
+		return ARL_EOVERFLOW;
+	return 0;
+}
+
+/* Returns ARL_ENEVERFITS if some limit of the bucket can never grant req. */
+ARL_API int arl_impl_check_fits(const struct arl_shm_bucket *b, const struct arl_request *req)
+{
+	uint32_t i;
+
+	for (i = 0; i < b->nlimits; i++) {
+		const struct arl_shm_limit *l = &b->limits[i];
+		uint64_t units = arl_impl_units(l->unit, req->input_tokens, req->output_tokens);
+
+		if (units > l->burst)
+			return ARL_ENEVERFITS;
+	}
+	return 0;
+}
+
+/*
+ * Charges the in-flight cap and every limit, marking each charge in the slot
+ * after it is taken. On a refusal, gives back what was taken. Returns 0,
+ * ARL_EAGAIN with *retry_at, or ARL_EAGAIN with *retry_at = 0 when only the
+ * in-flight cap refused (a release, not time, frees it).
+ */
+ARL_API int arl_impl_charge(struct arl_shm_reservation *r, struct arl_shm_bucket *b, uint64_t now,
+			    uint64_t *retry_at)
+{
+	uint64_t latest = 0;
+	uint32_t i;
+
+	if (!arl_impl_inflight_take(b)) {
+		*retry_at = 0;
+		return ARL_EAGAIN;
+	}
+	__atomic_fetch_or(&r->marks, ARL_MARK_INFLIGHT, __ATOMIC_RELEASE);
+	for (i = 0; i < b->nlimits; i++) {
+		struct arl_shm_limit *l = &b->limits[i];
+		uint64_t units = arl_impl_units(l->unit, r->input_tokens, r->output_tokens);
+
+		if (arl_impl_limit_take(l, arl_impl_cost_ns(l, units), now, &latest) != 0)
+			break;
+		__atomic_fetch_or(&r->marks, ARL_MARK_LIMIT(i), __ATOMIC_RELEASE);
+	}
+	if (i == b->nlimits)
+		return 0;
+
+	arl_impl_give_back(r, b, ~0u, now);
+	*retry_at = latest;
+	return ARL_EAGAIN;
+}
+
+ARL_API void arl_impl_record(struct arl_shm_reservation *r, struct arl_bucket bucket,
+			     const struct arl_request *req, uint64_t now)
+{
+	arl_store_relaxed(&r->bucket_index, bucket.index);
+	arl_store_relaxed(&r->bucket_gen, bucket.gen);
+	arl_store_relaxed(&r->marks, 0u);
+	arl_store_relaxed(&r->chunks, 0u);
+	arl_store_relaxed(&r->input_tokens, req->input_tokens);
+	arl_store_relaxed(&r->output_tokens, req->output_tokens);
+	arl_store_relaxed(&r->created_ns, now);
+	arl_store_relaxed(&r->last_activity_ns, now);
+	arl_store_relaxed(&r->request_id, req->request_id);
+}
+
+/*
+ * Reserves without blocking: one request, the estimated tokens and one
+ * in-flight slot from every limit of the bucket, all or nothing.
+ * Returns 0 and the reservation in *out; ARL_EAGAIN with out->retry_at_ns
+ * set to the arl_now() time at which it would fit (0 when only the in-flight
+ * cap refused); ARL_ENEVERFITS when a limit's burst is smaller than the
+ * request; ARL_ESTALE for a removed bucket; ARL_ETABLEFULL when the
+ * reservation table is full; ARL_EOVERFLOW or ARL_EINVAL for bad counts.
+ * Zero tokens is valid and counts against request limits and the cap only.
+ */
+ARL_API int arl_reserve(struct arl *arl, struct arl_bucket bucket, const struct arl_request *req,
+			struct arl_reservation *out)
+{
+	struct arl_shm_bucket *b;
+	struct arl_shm_reservation *r;
+	uint64_t word, now, retry_at = 0;
+	uint32_t slot;
+	int rc;
+
+	if (!arl || !out)
+		return ARL_EINVAL;
+	out->retry_at_ns = 0;
+	rc = arl_impl_check_request(req);
+	if (rc != 0)
+		return rc;
+	b = arl_impl_bucket(arl, bucket.index, bucket.gen);
+	if (!b)
+		return ARL_ESTALE;
+	rc = arl_impl_check_fits(b, req);
+	if (rc != 0) {
+		arl_add_relaxed(&b->stats.rejected, 1);
+		return rc;
+	}
+	rc = arl_impl_ensure_registered(arl);
+	if (rc != 0)
+		return rc;
+
+	slot = arl_impl_claim_slot(arl, &word);
+	if (slot == UINT32_MAX) {
+		arl_add_relaxed(&b->stats.errors, 1);
+		return ARL_ETABLEFULL;
+	}
+	r = &arl_impl_reservations(arl)[slot];
+	now = arl_now(arl);
+	arl_impl_record(r, bucket, req, now);
+
+	rc = arl_impl_charge(r, b, now, &retry_at);
+	if (rc != 0) {
+		arl_impl_free_slot(arl, r, word);
+		arl_add_relaxed(&b->stats.rejected, 1);
+		out->retry_at_ns = retry_at;
+		return rc;
+	}
+
+	/* Paired with the acquire loads of the word by release, touch and the
+	 * sweeper: whoever sees COMMITTED sees the record and the marks. */
+	arl_store_release(&r->word, arl_impl_res_word(arl_impl_res_gen(word), ARL_RES_COMMITTED,
+						      arl_impl_res_owner(word)));
+	arl_add_relaxed(&b->stats.granted, 1);
+	arl_add_relaxed(&b->stats.granted_tokens,
+			arl_impl_sat_add(req->input_tokens, req->output_tokens));
+	out->slot = slot;
+	out->gen = arl_impl_res_gen(word);
+	return 0;
+}
+
+/*
+ * Reserves, waiting until the request fits or until deadline_ns (absolute,
+ * on the arl_now() clock). Sleeps on a futex in the segment, woken by
+ * releases, refunds and cancels on the bucket, or when refill will cover the
+ * request; it never polls. Returns what arl_reserve() returns, except that
+ * ARL_EAGAIN becomes ARL_ETIMEDOUT once the deadline has passed (a deadline
+ * already in the past makes it a single try).
+ *
+ * NOTE: every waiter wakes on each release and retries, so waiters are not
+ * admitted in a fair order; a large request can be overtaken by small ones.
+ */
+ARL_API int arl_reserve_wait(struct arl *arl, struct arl_bucket bucket,
+			     const struct arl_request *req, uint64_t deadline_ns,
+			     struct arl_reservation *out)
+{
+	uint64_t started;
+	struct arl_shm_bucket *b;
+	int rc;
+
+	if (!arl || !out)
+		return ARL_EINVAL;
+	started = arl_now(arl);
+	for (;;) {
+		uint32_t seq;
+		uint64_t wake_at, now;
+		struct timespec ts;
+
+		b = arl_impl_bucket(arl, bucket.index, bucket.gen);
+		if (!b)
+			return ARL_ESTALE;
+		/* Paired with the seq_cst bump in arl_impl_wake_bucket(). */
+		seq = __atomic_load_n(&b->wake_seq, __ATOMIC_ACQUIRE);
+		rc = arl_reserve(arl, bucket, req, out);
+		if (rc == 0) {
+			arl_add_relaxed(&b->stats.waited_ns, arl_now(arl) - started);
+			return 0;
+		}
+		if (rc != ARL_EAGAIN)
+			return rc;
+		now = arl_now(arl);
+		if (now >= deadline_ns)
+			return ARL_ETIMEDOUT;
+
+		wake_at = deadline_ns;
+		if (out->retry_at_ns != 0 && out->retry_at_ns < wake_at)
+			wake_at = out->retry_at_ns;
+		if (arl->header->flags & ARL_SEG_TEST_CLOCK)
+			wake_at = UINT64_MAX; /* the test wakes waiters as it advances */
+		else
+			wake_at = arl_impl_monotonic_ns() + (wake_at - now);
+		ts.tv_sec = (time_t)(wake_at / 1000000000ull);
+		ts.tv_nsec = (long)(wake_at % 1000000000ull);
+
+		__atomic_fetch_add(&b->waiters, 1, __ATOMIC_SEQ_CST);
+		/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline. */
+		arl_impl_futex(&b->wake_seq, FUTEX_WAIT_BITSET, seq,
+			       wake_at == UINT64_MAX ? NULL : &ts);
+		__atomic_fetch_sub(&b->waiters, 1, __ATOMIC_SEQ_CST);
+	}
+}
+
+/* Returns the slot a handle names if it is COMMITTED with that generation. */
+ARL_API struct arl_shm_reservation *arl_impl_live_slot(struct arl *arl,
+						       const struct arl_reservation *res,
+						       uint64_t *word_out)
+{
+	struct arl_shm_reservation *r;
+	uint64_t word;
+
+	if (res->slot >= arl->header->reservation_capacity)
+		return NULL;
+	r = &arl_impl_reservations(arl)[res->slot];
+	word = arl_load_acquire(&r->word);
+	if (arl_impl_res_gen(word) != res->gen || arl_impl_res_state(word) != ARL_RES_COMMITTED)
+		return NULL;
+	*word_out = word;
+	return r;
+}
+
+/*
+ * Takes a committed slot into RELEASING, which makes the caller the only
+ * one to finish it. Returns the slot and its bucket, or NULL when the handle
+ * is stale: released, canceled or reclaimed already.
+ */
+ARL_API struct arl_shm_reservation *arl_impl_begin_release(struct arl *arl,
+							   const struct arl_reservation *res,
+							   uint64_t *word_out,
+							   struct arl_shm_bucket **bucket_out)
+{
+	struct arl_shm_reservation *r;
+	uint64_t word, releasing;
+
+	r = arl_impl_live_slot(arl, res, &word);
+	if (!r)
+		return NULL;
+	releasing = arl_impl_res_word(res->gen, ARL_RES_RELEASING, arl_impl_res_owner(word));
+	/* Acquire pairs with the release store of COMMITTED in arl_reserve(). */
+	if (!arl_cas(&r->word, &word, releasing, __ATOMIC_ACQUIRE))
+		return NULL;
+	*bucket_out = arl_impl_bucket(arl, arl_load_relaxed(&r->bucket_index),
+				      arl_load_relaxed(&r->bucket_gen));
+	*word_out = releasing;
+	return r;
+}
+
+/* Applies a release's accounting to one limit: refund or overage. */
+ARL_API void arl_impl_settle_limit(struct arl_shm_limit *l, uint32_t bucket_flags,
+				   uint64_t reserved, uint64_t actual, uint64_t now,
+				   struct arl_shm_bucket_stats *stats, bool count)
+{
+	if (actual < reserved) {
+		if (bucket_flags & ARL_BUCKET_NO_REFUND)
+			return;
+		arl_impl_limit_give(l, arl_impl_cost_ns(l, reserved) - arl_impl_cost_ns(l, actual),
+				    now);
+		if (count)
+			arl_add_relaxed(&stats->refunded_tokens, reserved - actual);
+	} else if (actual > reserved) {
+		if (bucket_flags & ARL_BUCKET_IGNORE_OVERAGE)
+			return;
+		arl_impl_limit_charge(l, arl_impl_cost_ns(l, actual) - arl_impl_cost_ns(l, reserved),
+				      now);
+		if (count)
+			arl_add_relaxed(&stats->overage_tokens, actual - reserved);
+	}
+}
+
+/* The actual units a limit charges for a usage; the estimate when the
+ * usage does not say. */
+ARL_API uint64_t arl_impl_actual_units(const struct arl_shm_limit *l, const struct arl_usage *u,
+				       uint64_t reserved)
+{
+	uint64_t partial;
+
+	if (l->unit == ARL_UNIT_REQUESTS)
+		return reserved;
+	if ((u->flags & ARL_USAGE_SPLIT) &&
+	    (l->unit == ARL_UNIT_INPUT_TOKENS || l->unit == ARL_UNIT_OUTPUT_TOKENS))
+		return l->unit == ARL_UNIT_INPUT_TOKENS ? u->input_tokens : u->output_tokens;
+	if (u->flags & ARL_USAGE_TOTAL) {
+		if (l->unit == ARL_UNIT_TOKENS)
+			return u->total_tokens;
+		return reserved; /* no split given: keep the estimate */
+	}
+	/* Unknown usage: the estimate, or the partial usage if larger. */
+	partial = (u->flags & ARL_USAGE_PARTIAL) && l->unit == ARL_UNIT_TOKENS ? u->partial_tokens
+									       : 0;
+	return partial > reserved ? partial : reserved;
+}
+
+ARL_API int arl_impl_check_usage(const struct arl_usage *u)
+{
+	if (u->flags & ~(uint32_t)(ARL_USAGE_TOTAL | ARL_USAGE_SPLIT | ARL_USAGE_PARTIAL))
+		return ARL_EINVAL;
+	if (u->total_tokens > ARL_MAX_TOKENS || u->input_tokens > ARL_MAX_TOKENS ||
+	    u->output_tokens > ARL_MAX_TOKENS || u->partial_tokens > ARL_MAX_TOKENS)
+		return ARL_EOVERFLOW;
+	return 0;
+}
+
+/*
+ * Releases a reservation with its real usage. usage NULL, or with neither
+ * ARL_USAGE_TOTAL nor ARL_USAGE_SPLIT, is unknown usage: the estimate is kept
+ * (or ARL_USAGE_PARTIAL's partial_tokens when larger). Known usage below the
+ * estimate is refunded unless the bucket has ARL_BUCKET_NO_REFUND; usage above
+ * it is charged as overage unless the bucket has ARL_BUCKET_IGNORE_OVERAGE.
+ * A refund never lifts a limit above its burst. Frees the in-flight slot and
+ * wakes waiters. Returns 0, ARL_ESTALE when the reservation was already
+ * released, canceled or reclaimed (nothing changes), or ARL_EINVAL /
+ * ARL_EOVERFLOW for bad usage values.
+ */
+ARL_API int arl_release(struct arl *arl, const struct arl_reservation *res,
+			const struct arl_usage *usage)
+{
+	static const struct arl_usage unknown = {0, 0, 0, 0, 0};
+	struct arl_shm_reservation *r;
+	struct arl_shm_bucket *b = NULL;
+	uint64_t word, now;
+	bool known;
+	uint32_t i;
+	int rc;
+
+	if (!arl || !res)
+		return ARL_EINVAL;
+	if (arl->read_only)
+		return ARL_EROFS;
+	if (!usage)
+		usage = &unknown;
+	rc = arl_impl_check_usage(usage);
+	if (rc != 0)
+		return rc;
+	r = arl_impl_begin_release(arl, res, &word, &b);
+	if (!r)
+		return ARL_ESTALE;
+
+	now = arl_now(arl);
+	known = (usage->flags & (ARL_USAGE_TOTAL | ARL_USAGE_SPLIT)) != 0;
+	if (b) {
+		uint64_t in = arl_load_relaxed(&r->input_tokens);
+		uint64_t out = arl_load_relaxed(&r->output_tokens);
+
+		for (i = 0; i < b->nlimits; i++) {
+			struct arl_shm_limit *l = &b->limits[i];
+			uint64_t reserved = arl_impl_units(l->unit, in, out);
+			uint64_t actual = arl_impl_actual_units(l, usage, reserved);
+
+			arl_impl_settle_limit(l, b->flags, reserved, actual, now, &b->stats,
+					      l->unit == ARL_UNIT_TOKENS);
+		}
+		if (known) {
+			arl_add_relaxed(&b->stats.released, 1);
+		} else {
+			arl_add_relaxed(&b->stats.fallback_releases, 1);
+			arl_add_relaxed(&b->stats.fallback_tokens, arl_impl_sat_add(in, out));
+		}
+		arl_impl_give_back(r, b, ARL_MARK_INFLIGHT, now);
+	}
+	arl_impl_free_slot(arl, r, word);
+	if (b)
+		arl_impl_wake_bucket(b);
+	return 0;
+}
+
+/*
+ * Cancels a reservation whose request was never sent: the request, the
+ * tokens and the in-flight slot all come back. Returns 0, or ARL_ESTALE
+ * when it was already released, canceled or reclaimed.
+ */
+ARL_API int arl_cancel(struct arl *arl, const struct arl_reservation *res)
+{
+	struct arl_shm_reservation *r;
+	struct arl_shm_bucket *b = NULL;
+	uint64_t word;
+
+	if (!arl || !res)
+		return ARL_EINVAL;
+	if (arl->read_only)
+		return ARL_EROFS;
+	r = arl_impl_begin_release(arl, res, &word, &b);
+	if (!r)
+		return ARL_ESTALE;
+	if (b) {
+		arl_impl_give_back(r, b, ~0u, arl_now(arl));
+		arl_add_relaxed(&b->stats.canceled, 1);
+	}
+	arl_impl_free_slot(arl, r, word);
+	if (b)
+		arl_impl_wake_bucket(b);
+	return 0;
+}
+
+/*
+ * Records activity on a live reservation: adds chunks to its chunk count and
+ * sets its last activity to now, so the sweeper does not take a slow stream
+ * for an abandoned one. Returns 0 or ARL_ESTALE.
+ *
+ * NOTE: the generation is checked before the writes, so a touch racing with
+ * a release can set the activity time of the slot's next reservation; that
+ * only delays an idle reclaim of it by one touch.
+ */
+ARL_API int arl_touch(struct arl *arl, const struct arl_reservation *res, uint32_t chunks)
+{
+	struct arl_shm_reservation *r;
+	uint64_t word;
+
+	if (!arl || !res)
+		return ARL_EINVAL;
+	if (arl->read_only)
+		return ARL_EROFS;
+	r = arl_impl_live_slot(arl, res, &word);
+	if (!r)
+		return ARL_ESTALE;
+	arl_add_relaxed(&r->chunks, chunks);
+	arl_store_relaxed(&r->last_activity_ns, arl_now(arl));
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Statistics
+ * ------------------------------------------------------------------------ */
+
+struct arl_limit_stats {
+	uint32_t unit;
+	uint64_t amount;
+	uint64_t window_ns;
+	uint64_t burst;
+	uint64_t available; /* units that would be granted now */
+};
+
+/* A snapshot of a bucket. Each counter is read atomically, but the set is
+ * not one consistent instant. */
+struct arl_bucket_stats {
+	char name[ARL_NAME_MAX + 1];
+	uint32_t nlimits;
+	uint32_t max_inflight;
+	uint32_t inflight;
+	uint32_t flags;
+	struct arl_limit_stats limits[ARL_MAX_LIMITS];
+	uint64_t granted, granted_tokens, rejected, waited_ns;
+	uint64_t released, refunded_tokens, overage_tokens;
+	uint64_t fallback_releases, fallback_tokens, canceled;
+	uint64_t reclaimed_dead, reclaimed_idle, errors;
+};
+
+/* Units of a limit available at now: (tolerance - (tat - now)) / cost(1). */
+ARL_API uint64_t arl_impl_available(const struct arl_shm_limit *l, uint64_t now)
+{
+	uint64_t tat = arl_load_relaxed(&l->tat_ns);
+	uint64_t used_ns = tat > now ? tat - now : 0;
+	uint64_t free_ns = arl_impl_sat_sub(l->tolerance_ns, used_ns);
+	__extension__ typedef unsigned __int128 u128;
+	u128 units;
+
+	if (l->window_ns == 0)
+		return 0;
+	units = (u128)free_ns * l->amount / l->window_ns;
+	return units > l->burst ? l->burst : (uint64_t)units;
+}
+
+/* Fills a snapshot of a bucket's configuration, availability and counters.
+ * Works on a read-only handle. Returns 0 or ARL_ESTALE. */
+ARL_API int arl_bucket_stats(const struct arl *arl, struct arl_bucket bucket,
+			     struct arl_bucket_stats *out)
+{
+	const struct arl_shm_bucket *b;
+	const struct arl_shm_bucket_stats *s;
+	uint64_t now;
+	uint32_t i;
+
+	if (!arl || !out)
+		return ARL_EINVAL;
+	b = arl_impl_bucket(arl, bucket.index, bucket.gen);
+	if (!b)
+		return ARL_ESTALE;
+	memset(out, 0, sizeof(*out));
+	now = arl_now(arl);
+	memcpy(out->name, b->name, ARL_NAME_MAX);
+	out->nlimits = b->nlimits;
+	out->max_inflight = b->max_inflight;
+	out->inflight = arl_load_relaxed(&b->inflight);
+	out->flags = b->flags;
+	for (i = 0; i < b->nlimits; i++) {
+		out->limits[i].unit = b->limits[i].unit;
+		out->limits[i].amount = b->limits[i].amount;
+		out->limits[i].window_ns = b->limits[i].window_ns;
+		out->limits[i].burst = b->limits[i].burst;
+		out->limits[i].available = arl_impl_available(&b->limits[i], now);
+	}
+	s = &b->stats;
+	out->granted = arl_load_relaxed(&s->granted);
+	out->granted_tokens = arl_load_relaxed(&s->granted_tokens);
+	out->rejected = arl_load_relaxed(&s->rejected);
+	out->waited_ns = arl_load_relaxed(&s->waited_ns);
+	out->released = arl_load_relaxed(&s->released);
+	out->refunded_tokens = arl_load_relaxed(&s->refunded_tokens);
+	out->overage_tokens = arl_load_relaxed(&s->overage_tokens);
+	out->fallback_releases = arl_load_relaxed(&s->fallback_releases);
+	out->fallback_tokens = arl_load_relaxed(&s->fallback_tokens);
+	out->canceled = arl_load_relaxed(&s->canceled);
+	out->reclaimed_dead = arl_load_relaxed(&s->reclaimed_dead);
+	out->reclaimed_idle = arl_load_relaxed(&s->reclaimed_idle);
+	out->errors = arl_load_relaxed(&s->errors);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Supervisor
+ * ------------------------------------------------------------------------ */
+
+/* Returns the number of sweeps the supervisor has completed. */
+ARL_API uint64_t arl_sweep_count(const struct arl *arl)
+{
+	return __atomic_load_n(&arl->header->sweep_count, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * Waits until the supervisor completes a sweep after the count `after`
+ * (from arl_sweep_count()), for at most timeout_ns of real time. Sleeps on
+ * the futex the supervisor wakes after each sweep. Returns 0 or
+ * ARL_ETIMEDOUT.
+ */
+ARL_API int arl_wait_sweep(const struct arl *arl, uint64_t after, uint64_t timeout_ns)
+{
+	uint64_t deadline = arl_impl_monotonic_ns() + timeout_ns;
+	uint32_t *seq_word = &arl->header->sweep_seq;
+
+	for (;;) {
+		/* Paired with the release bump in arl_sweep_publish() (src/sweep.c). */
+		uint32_t seq = __atomic_load_n(seq_word, __ATOMIC_ACQUIRE);
+		uint64_t now = arl_impl_monotonic_ns();
+		struct timespec ts;
+
+		if (arl_sweep_count(arl) > after)
+			return 0;
+		if (now >= deadline)
+			return ARL_ETIMEDOUT;
+		ts.tv_sec = (time_t)(deadline / 1000000000ull);
+		ts.tv_nsec = (long)(deadline % 1000000000ull);
+		arl_impl_futex(seq_word, FUTEX_WAIT_BITSET, seq, &ts);
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * Test clock
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Moves the test clock of a segment created with ARL_ATTACH_TEST_CLOCK to
+ * now_ns (it never moves back) and wakes every waiter so that each retries
+ * at the new time. Returns 0, or ARL_EINVAL on a segment without a test
+ * clock or for a time before the current one.
+ */
+ARL_API int arl_test_clock_set(struct arl *arl, uint64_t now_ns)
+{
+	struct arl_shm_bucket *buckets;
+	uint32_t i;
+
+	if (!arl || !(arl->header->flags & ARL_SEG_TEST_CLOCK) || arl->read_only)
+		return ARL_EINVAL;
+	if (now_ns < arl_load_relaxed(&arl->header->test_clock_ns))
+		return ARL_EINVAL;
+	/* Paired with the acquire load in arl_now(). */
+	arl_store_release(&arl->header->test_clock_ns, now_ns);
+	buckets = arl_impl_buckets(arl);
+	for (i = 0; i < arl->header->bucket_capacity; i++)
+		if (arl_load_acquire(&buckets[i].state) == ARL_BUCKET_LIVE)
+			arl_impl_wake_bucket(&buckets[i]);
+	return 0;
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ARL_H */

@@ -1,0 +1,275 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * arld - the arl supervisor. Creates (or adopts) the shared segment and its
+ * buckets, then sweeps it at a fixed interval: reservations whose owner died
+ * or that stayed idle past the TTL are reclaimed with the fallback
+ * accounting. Clients keep working while arld is down; only sweeping stops.
+ */
+#include <getopt.h>
+#include <signal.h>
+
+#include "config.h"
+#include "log.h"
+#include "sweep.h"
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop(int sig)
+{
+	stop_signal = sig;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: arld [OPTION]...\n"
+		"Create or adopt an arl shared-memory segment and sweep it: reclaim the\n"
+		"reservations of dead processes and of streams idle past the TTL.\n"
+		"\n"
+		"  -c, --config FILE       INI configuration (default: built-in, one bucket\n"
+		"                          \"default\": 500 requests/min, 30000 tokens/min,\n"
+		"                          64 in flight)\n"
+		"  -s, --segment NAME      segment name, overrides the config and ARL_SHM\n"
+		"                          (default /arl)\n"
+		"      --check-config FILE validate a configuration file and exit\n"
+		"  -l, --log-level LEVEL   error, warning, info (default) or debug\n"
+		"      --syslog            also log to syslog\n"
+		"  -f, --foreground        run in the foreground (the only mode; accepted for\n"
+		"                          service managers)\n"
+		"  -h, --help              show this help\n"
+		"\n"
+		"SIGTERM or SIGINT stops arld and leaves the segment in place; a restarted\n"
+		"arld adopts it with every reservation and count intact.\n");
+}
+
+/* Adds the configured buckets; an existing bucket of the same name is kept
+ * as it is, with its live state. */
+static int create_buckets(struct arl *arl, const struct arld_config *config)
+{
+	uint32_t i;
+
+	for (i = 0; i < config->nbuckets; i++) {
+		struct arl_bucket handle;
+		int rc = arl_bucket_create(arl, &config->buckets[i].config, &handle);
+
+		if (rc == ARL_EEXIST) {
+			arl_log(ARL_LOG_INFO, "bucket %s exists; keeping its live state",
+				config->buckets[i].name);
+			continue;
+		}
+		if (rc != 0) {
+			arl_log(ARL_LOG_ERROR, "cannot create bucket %s: %s",
+				config->buckets[i].name, arl_strerror(rc));
+			return rc;
+		}
+		arl_log(ARL_LOG_INFO, "bucket %s created (%u limits, max_inflight %u)",
+			config->buckets[i].name, config->buckets[i].config.nlimits,
+			config->buckets[i].config.max_inflight);
+	}
+	return 0;
+}
+
+static const char *reason_name(enum arl_reclaim_reason reason)
+{
+	return reason == ARL_RECLAIM_IDLE ? "idle past reservation_ttl" : "owner died";
+}
+
+static void log_reclaim(void *context, const struct arl_reclaim_event *ev)
+{
+	(void)context;
+	arl_log(ARL_LOG_WARNING,
+		"reclaimed reservation %u:%u (bucket %s, owner pid %d, request %llu, %llu "
+		"tokens kept, idle %.1f s): %s",
+		ev->slot, ev->gen, ev->bucket[0] ? ev->bucket : "(removed)", ev->owner_pid,
+		(unsigned long long)ev->request_id, (unsigned long long)ev->tokens,
+		(double)ev->idle_ns / 1e9, reason_name(ev->reason));
+}
+
+static void log_anomaly(void *context, uint32_t slot, const char *what)
+{
+	(void)context;
+	arl_log(ARL_LOG_ERROR, "reservation slot %u: %s; left untouched", slot, what);
+}
+
+/* Checks that /dev/shm/NAME still names the object this process maps. */
+static bool segment_replaced(const struct arl *arl)
+{
+	char path[ARL_SHM_NAME_MAX + 16];
+	struct stat by_name, mapped;
+
+	snprintf(path, sizeof(path), "/dev/shm%s", arl_segment_name(arl));
+	if (fstat(arl->fd, &mapped) != 0)
+		return false;
+	if (stat(path, &by_name) != 0)
+		return true;
+	return by_name.st_ino != mapped.st_ino || by_name.st_dev != mapped.st_dev;
+}
+
+static void sleep_interval(uint64_t ns)
+{
+	struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
+
+	/* A signal interrupts the sleep, so SIGTERM stops arld at once. */
+	nanosleep(&ts, NULL);
+}
+
+static void sweep_loop(struct arl *arl, const struct arld_config *config)
+{
+	struct arl_sweep_options options = {config->reservation_ttl_ns, log_reclaim, log_anomaly,
+					    NULL};
+	bool replaced_logged = false;
+
+	while (!stop_signal) {
+		struct arl_sweep_result result;
+
+		/* Reclaim what dead and idle clients left. */
+		if (arl_sweep(arl, &options, &result) != 0)
+			arl_log(ARL_LOG_ERROR, "sweep failed: out of memory");
+
+		/* Publish the sweep, so waiters on the sweep counter wake. */
+		arl_sweep_publish(arl);
+		if (result.processes_cleared)
+			arl_log(ARL_LOG_DEBUG, "freed %u dead process entries",
+				result.processes_cleared);
+
+		/* Warn once if the name no longer leads to this segment. */
+		if (segment_replaced(arl) && !replaced_logged) {
+			arl_log(ARL_LOG_ERROR,
+				"/dev/shm%s was removed or replaced under live processes (systemd "
+				"RemoveIPC does this at logout); new clients cannot reach this "
+				"limiter; restart arld and the clients",
+				arl_segment_name(arl));
+			replaced_logged = true;
+		}
+
+		sleep_interval(config->sweep_interval_ns);
+	}
+}
+
+static int check_config_only(const char *path)
+{
+	struct arld_config config;
+	char error[768];
+
+	arld_config_defaults(&config);
+	if (arld_config_load(&config, path, error, sizeof(error)) != 0) {
+		fprintf(stderr, "arld: %s\n", error);
+		arld_config_free(&config);
+		return 1;
+	}
+	printf("%s: valid (segment %s, %u buckets)\n", path, config.segment, config.nbuckets);
+	arld_config_free(&config);
+	return 0;
+}
+
+static int attach_segment(const struct arld_config *config, struct arl **arl)
+{
+	char error[512] = "";
+	struct arl_attach_options opts;
+	int rc;
+
+	memset(&opts, 0, sizeof(opts));
+	opts.name = config->segment;
+	opts.flags = ARL_ATTACH_CREATE;
+	opts.bucket_capacity = config->bucket_capacity;
+	opts.reservation_capacity = config->reservation_capacity;
+	opts.process_capacity = config->process_capacity;
+	opts.mode = config->mode;
+	opts.error = error;
+	opts.error_size = sizeof(error);
+	rc = arl_attach(arl, &opts);
+	if (rc != 0)
+		arl_log(ARL_LOG_ERROR, "cannot attach %s: %s%s%s", config->segment,
+			arl_strerror(rc), error[0] ? ": " : "", error);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option long_options[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"segment", required_argument, NULL, 's'},
+		{"check-config", required_argument, NULL, 'C'},
+		{"log-level", required_argument, NULL, 'l'},
+		{"syslog", no_argument, NULL, 'S'},
+		{"foreground", no_argument, NULL, 'f'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *config_path = NULL, *segment = NULL;
+	struct arld_config config;
+	struct sigaction sa;
+	struct arl *arl;
+	char error[768];
+	int opt, level;
+
+	while ((opt = getopt_long(argc, argv, "c:s:l:fh", long_options, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 's':
+			segment = optarg;
+			break;
+		case 'C':
+			return check_config_only(optarg);
+		case 'l':
+			level = arl_log_parse_level(optarg);
+			if (level < 0) {
+				fprintf(stderr, "arld: --log-level %s: expected error, warning, "
+						"info or debug\n",
+					optarg);
+				return 2;
+			}
+			arl_log_threshold = level;
+			break;
+		case 'S':
+			arl_log_use_syslog("arld");
+			break;
+		case 'f':
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "arld: unexpected argument %s; see arld --help\n", argv[optind]);
+		return 2;
+	}
+
+	arld_config_defaults(&config);
+	if (getenv("ARL_SHM") && *getenv("ARL_SHM"))
+		snprintf(config.segment, sizeof(config.segment), "%s", getenv("ARL_SHM"));
+	if (config_path && arld_config_load(&config, config_path, error, sizeof(error)) != 0) {
+		arl_log(ARL_LOG_ERROR, "%s", error);
+		return 1;
+	}
+	if (segment)
+		snprintf(config.segment, sizeof(config.segment), "%s", segment);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+
+	if (attach_segment(&config, &arl) != 0 || create_buckets(arl, &config) != 0)
+		return 1;
+	arl_store_relaxed(&arl->header->supervisor_pid, (int32_t)getpid());
+	arl_log(ARL_LOG_INFO, "started on segment %s (%u buckets, sweep every %.3f s, "
+			      "reservation_ttl %.0f s)",
+		config.segment, config.nbuckets, (double)config.sweep_interval_ns / 1e9,
+		(double)config.reservation_ttl_ns / 1e9);
+
+	sweep_loop(arl, &config);
+
+	arl_store_relaxed(&arl->header->supervisor_pid, 0);
+	arl_log(ARL_LOG_INFO, "stopping on signal %d; segment %s left in place", (int)stop_signal,
+		config.segment);
+	arl_detach(arl);
+	arld_config_free(&config);
+	return 0;
+}

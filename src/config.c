@@ -1,0 +1,368 @@
+/* SPDX-License-Identifier: MIT */
+#include "config.h"
+
+#include <ini.h>
+
+/* State while inih walks a file. */
+struct load_state {
+	struct arld_config *config;
+	bool buckets_declared;
+	char *error;
+	size_t error_size;
+	const char *path;
+};
+
+static const struct {
+	const char *suffix;
+	uint64_t ns;
+} windows[] = {
+	{"second", 1000000000ull},
+	{"minute", 60ull * 1000000000ull},
+	{"hour", 3600ull * 1000000000ull},
+	{"day", 86400ull * 1000000000ull},
+};
+
+static const struct {
+	const char *prefix;
+	uint32_t unit;
+} units[] = {
+	{"requests", ARL_UNIT_REQUESTS},
+	{"tokens", ARL_UNIT_TOKENS},
+	{"input_tokens", ARL_UNIT_INPUT_TOKENS},
+	{"output_tokens", ARL_UNIT_OUTPUT_TOKENS},
+};
+
+static int parse_u64(const char *text, uint64_t max, uint64_t *out)
+{
+	uint64_t value = 0;
+	const char *p = text;
+
+	if (*p == '\0')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		uint64_t digit = (uint64_t)(*p - '0');
+
+		if (value > (max - digit) / 10)
+			return -1;
+		value = value * 10 + digit;
+	}
+	if (*p != '\0')
+		return -1;
+	*out = value;
+	return 0;
+}
+
+int arld_parse_duration(const char *text, uint64_t *ns)
+{
+	static const struct {
+		const char *suffix;
+		uint64_t ns;
+	} scales[] = {{"ms", 1000000ull}, {"s", 1000000000ull}, {"m", 60000000000ull},
+		      {"h", 3600000000000ull}, {"", 1000000000ull}};
+	char digits[32];
+	size_t len = strspn(text, "0123456789");
+	uint64_t value;
+	size_t i;
+
+	if (len == 0 || len >= sizeof(digits))
+		return -1;
+	memcpy(digits, text, len);
+	digits[len] = '\0';
+	if (parse_u64(digits, UINT64_MAX, &value) != 0)
+		return -1;
+	for (i = 0; i < sizeof(scales) / sizeof(scales[0]); i++) {
+		if (strcmp(text + len, scales[i].suffix) != 0)
+			continue;
+		if (value > UINT64_MAX / scales[i].ns)
+			return -1;
+		*ns = value * scales[i].ns;
+		return 0;
+	}
+	return -1;
+}
+
+void arld_config_defaults(struct arld_config *config)
+{
+	struct arld_bucket_spec *spec;
+
+	memset(config, 0, sizeof(*config));
+	snprintf(config->segment, sizeof(config->segment), "%s", ARL_DEFAULT_SHM);
+	config->bucket_capacity = ARL_DEFAULT_BUCKETS;
+	config->reservation_capacity = ARL_DEFAULT_RESERVATIONS;
+	config->process_capacity = ARL_DEFAULT_PROCESSES;
+	config->mode = 0600;
+	config->sweep_interval_ns = 1000000000ull;
+	config->reservation_ttl_ns = 300ull * 1000000000ull;
+
+	spec = calloc(1, sizeof(*spec));
+	if (!spec)
+		return;
+	snprintf(spec->name, sizeof(spec->name), "default");
+	spec->config.name = spec->name;
+	spec->config.nlimits = 2;
+	spec->config.limits[0] = (struct arl_limit_config){ARL_UNIT_REQUESTS, 500, 60000000000ull, 0};
+	spec->config.limits[1] =
+		(struct arl_limit_config){ARL_UNIT_TOKENS, 30000, 60000000000ull, 0};
+	spec->config.max_inflight = 64;
+	config->buckets = spec;
+	config->nbuckets = 1;
+}
+
+static int fail(struct load_state *st, const char *section, const char *key, const char *value,
+		const char *expected)
+{
+	snprintf(st->error, st->error_size, "[%s] %s = %s: invalid value; expected %s", section,
+		 key, value, expected);
+	return 0;
+}
+
+static int set_capacity(struct load_state *st, const char *key, const char *value,
+			uint32_t *field, uint64_t max)
+{
+	uint64_t n;
+
+	if (parse_u64(value, max, &n) != 0 || n == 0)
+		return fail(st, "arld", key, value, "a positive whole number up to the table limit");
+	*field = (uint32_t)n;
+	return 1;
+}
+
+static int set_duration(struct load_state *st, const char *key, const char *value,
+			uint64_t *field, bool zero_ok)
+{
+	uint64_t ns;
+
+	if (arld_parse_duration(value, &ns) != 0 || (!zero_ok && ns == 0))
+		return fail(st, "arld", key, value, "a duration such as 500ms, 1s, 5m or 1h");
+	*field = ns;
+	return 1;
+}
+
+static int arld_key(struct load_state *st, const char *key, const char *value)
+{
+	struct arld_config *c = st->config;
+
+	if (strcmp(key, "segment") == 0) {
+		if (value[0] != '/' || strlen(value) > ARL_SHM_NAME_MAX || strchr(value + 1, '/'))
+			return fail(st, "arld", key, value, "a name like /arl: one leading '/'");
+		snprintf(c->segment, sizeof(c->segment), "%s", value);
+		return 1;
+	}
+	if (strcmp(key, "buckets") == 0)
+		return set_capacity(st, key, value, &c->bucket_capacity, ARL_MAX_TABLE);
+	if (strcmp(key, "reservations") == 0)
+		return set_capacity(st, key, value, &c->reservation_capacity, ARL_MAX_TABLE);
+	if (strcmp(key, "processes") == 0)
+		return set_capacity(st, key, value, &c->process_capacity, (1u << 24) - 1);
+	if (strcmp(key, "sweep_interval") == 0)
+		return set_duration(st, key, value, &c->sweep_interval_ns, false);
+	if (strcmp(key, "reservation_ttl") == 0)
+		return set_duration(st, key, value, &c->reservation_ttl_ns, true);
+	if (strcmp(key, "mode") == 0) {
+		if (strcmp(value, "0600") && strcmp(value, "0640") && strcmp(value, "0660"))
+			return fail(st, "arld", key, value, "0600, 0640 or 0660");
+		c->mode = (mode_t)strtoul(value, NULL, 8);
+		return 1;
+	}
+	snprintf(st->error, st->error_size, "[arld] %s: unknown key", key);
+	return 0;
+}
+
+static struct arld_bucket_spec *bucket_spec(struct load_state *st, const char *name)
+{
+	struct arld_config *c = st->config;
+	struct arld_bucket_spec *grown;
+	uint32_t i;
+
+	if (!st->buckets_declared) {
+		/* The first declared bucket replaces the built-in default. */
+		free(c->buckets);
+		c->buckets = NULL;
+		c->nbuckets = 0;
+		st->buckets_declared = true;
+	}
+	for (i = 0; i < c->nbuckets; i++)
+		if (strcmp(c->buckets[i].name, name) == 0)
+			return &c->buckets[i];
+	grown = realloc(c->buckets, (c->nbuckets + 1) * sizeof(*grown));
+	if (!grown)
+		return NULL;
+	c->buckets = grown;
+	memset(&grown[c->nbuckets], 0, sizeof(*grown));
+	snprintf(grown[c->nbuckets].name, sizeof(grown->name), "%s", name);
+	return &grown[c->nbuckets++];
+}
+
+/* Parses "<unit>_per_<window>" or "<unit>_per_<window>_burst". */
+static int limit_key(struct load_state *st, const char *section, struct arl_bucket_config *bc,
+		     const char *key, const char *value)
+{
+	char unit_name[32], window_name[32];
+	bool is_burst = false;
+	uint64_t n;
+	size_t u, w;
+	uint32_t i;
+	int matched;
+
+	matched = sscanf(key, "%31[a-z_]", unit_name);
+	if (matched != 1 || !strstr(key, "_per_") || !strstr(unit_name, "_per_"))
+		return -1;
+	*strstr(unit_name, "_per_") = '\0';
+	snprintf(window_name, sizeof(window_name), "%s", strstr(key, "_per_") + 5);
+	if (strlen(window_name) > 6 && strcmp(window_name + strlen(window_name) - 6, "_burst") == 0) {
+		window_name[strlen(window_name) - 6] = '\0';
+		is_burst = true;
+	}
+	for (u = 0; u < 4 && strcmp(units[u].prefix, unit_name) != 0; u++)
+		;
+	for (w = 0; w < 4 && strcmp(windows[w].suffix, window_name) != 0; w++)
+		;
+	if (u == 4 || w == 4)
+		return -1;
+	if (parse_u64(value, ARL_MAX_TOKENS, &n) != 0 || n == 0)
+		return fail(st, section, key, value, "a positive whole number");
+
+	for (i = 0; i < bc->nlimits; i++)
+		if (bc->limits[i].unit == units[u].unit && bc->limits[i].window_ns == windows[w].ns)
+			break;
+	if (i == bc->nlimits) {
+		if (bc->nlimits == ARL_MAX_LIMITS) {
+			snprintf(st->error, st->error_size,
+				 "[%s] %s: a bucket has at most %d limits", section, key,
+				 ARL_MAX_LIMITS);
+			return 0;
+		}
+		bc->limits[bc->nlimits++] = (struct arl_limit_config){units[u].unit, 0, windows[w].ns, 0};
+	}
+	if (is_burst)
+		bc->limits[i].burst = n;
+	else
+		bc->limits[i].amount = n;
+	return 1;
+}
+
+static int bucket_key(struct load_state *st, const char *section, const char *key,
+		      const char *value)
+{
+	const char *name = section + strlen("bucket:");
+	struct arld_bucket_spec *spec;
+	struct arl_bucket_config *bc;
+	uint64_t n;
+	int rc;
+
+	if (arl_impl_check_name(name) != 0) {
+		snprintf(st->error, st->error_size,
+			 "[%s]: bucket name must be 1 to %d bytes", section, ARL_NAME_MAX);
+		return 0;
+	}
+	spec = bucket_spec(st, name);
+	if (!spec) {
+		snprintf(st->error, st->error_size, "[%s]: out of memory", section);
+		return 0;
+	}
+	bc = &spec->config;
+	if (strcmp(key, "max_inflight") == 0) {
+		if (parse_u64(value, UINT32_MAX, &n) != 0)
+			return fail(st, section, key, value, "a whole number (0: no cap)");
+		bc->max_inflight = (uint32_t)n;
+		return 1;
+	}
+	if (strcmp(key, "refund") == 0) {
+		if (strcmp(value, "yes") && strcmp(value, "no"))
+			return fail(st, section, key, value, "yes or no");
+		bc->flags = strcmp(value, "no") == 0 ? bc->flags | ARL_BUCKET_NO_REFUND
+						      : bc->flags & ~ARL_BUCKET_NO_REFUND;
+		return 1;
+	}
+	if (strcmp(key, "overage") == 0) {
+		if (strcmp(value, "charge") && strcmp(value, "ignore"))
+			return fail(st, section, key, value, "charge or ignore");
+		bc->flags = strcmp(value, "ignore") == 0 ? bc->flags | ARL_BUCKET_IGNORE_OVERAGE
+							  : bc->flags & ~ARL_BUCKET_IGNORE_OVERAGE;
+		return 1;
+	}
+	rc = limit_key(st, section, bc, key, value);
+	if (rc >= 0)
+		return rc;
+	snprintf(st->error, st->error_size,
+		 "[%s] %s: unknown key; use <unit>_per_<window> (units requests, tokens, "
+		 "input_tokens, output_tokens; windows second, minute, hour, day), max_inflight, "
+		 "refund or overage",
+		 section, key);
+	return 0;
+}
+
+static int on_entry(void *user, const char *section, const char *key, const char *value)
+{
+	struct load_state *st = user;
+
+	if (strcmp(section, "arld") == 0)
+		return arld_key(st, key, value);
+	if (strncmp(section, "bucket:", 7) == 0)
+		return bucket_key(st, section, key, value);
+	snprintf(st->error, st->error_size,
+		 "[%s]: unknown section; use [arld] or [bucket:NAME]", section);
+	return 0;
+}
+
+/* Checks each bucket once the whole file is read, and points the configs at
+ * their names (realloc may have moved them). */
+static int check_buckets(struct load_state *st)
+{
+	struct arld_config *c = st->config;
+	uint32_t i, j;
+
+	for (i = 0; i < c->nbuckets; i++) {
+		struct arl_bucket_config *bc = &c->buckets[i].config;
+
+		bc->name = c->buckets[i].name;
+		for (j = 0; j < bc->nlimits; j++)
+			if (bc->limits[j].amount == 0) {
+				snprintf(st->error, st->error_size,
+					 "bucket %s: a burst is set for a limit with no amount",
+					 bc->name);
+				return -1;
+			}
+		if (arl_bucket_config_check(bc) != 0) {
+			snprintf(st->error, st->error_size, "bucket %s: invalid limits", bc->name);
+			return -1;
+		}
+	}
+	if (c->nbuckets > c->bucket_capacity) {
+		snprintf(st->error, st->error_size, "%u buckets declared but buckets = %u",
+			 c->nbuckets, c->bucket_capacity);
+		return -1;
+	}
+	return 0;
+}
+
+int arld_config_load(struct arld_config *config, const char *path, char *error,
+		     size_t error_size)
+{
+	char detail[512] = "";
+	struct load_state st = {config, false, detail, sizeof(detail), path};
+	int line;
+
+	line = ini_parse(path, on_entry, &st);
+	if (line < 0) {
+		snprintf(error, error_size, "%s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	if (line > 0) {
+		snprintf(error, error_size, "%s:%d: %s", path, line,
+			 detail[0] ? detail : "syntax error; expected [section] or key = value");
+		return -1;
+	}
+	if (check_buckets(&st) != 0) {
+		snprintf(error, error_size, "%s: %s", path, detail);
+		return -1;
+	}
+	return 0;
+}
+
+void arld_config_free(struct arld_config *config)
+{
+	free(config->buckets);
+	config->buckets = NULL;
+	config->nbuckets = 0;
+}

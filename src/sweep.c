@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sweep.c - reclaiming what dead or silent clients left behind.
+ *
+ * Liveness comes from the OFD lock each attached process holds on its
+ * process entry's byte: the kernel drops it at death, whatever the pid
+ * namespace, so a reused pid never keeps a dead owner alive.
+ */
+#include "sweep.h"
+
+/* Per-sweep liveness cache: one entry per process-table index. */
+enum { LIVENESS_UNKNOWN = 0, LIVENESS_ALIVE, LIVENESS_DEAD };
+
+static bool owner_alive(struct arl *arl, uint8_t *cache, uint32_t index)
+{
+	if (index == arl->process_index)
+		return true; /* this process: its own lock never conflicts */
+	if (cache[index] == LIVENESS_UNKNOWN)
+		cache[index] = arl_impl_byte_locked(arl->fd, ARL_PROCESS_LOCK_BASE + index)
+				       ? LIVENESS_ALIVE
+				       : LIVENESS_DEAD;
+	return cache[index] == LIVENESS_ALIVE;
+}
+
+static void describe(struct arl *arl, const struct arl_shm_reservation *r, uint64_t word,
+		     struct arl_shm_bucket *b, struct arl_reclaim_event *ev)
+{
+	uint32_t owner = arl_impl_res_owner(word);
+
+	memset(ev, 0, sizeof(*ev));
+	ev->slot = (uint32_t)(r - arl_impl_reservations(arl));
+	ev->gen = arl_impl_res_gen(word);
+	ev->state = arl_impl_res_state(word);
+	if (owner != 0 && owner <= arl->header->process_capacity)
+		ev->owner_pid = arl_load_relaxed(&arl_impl_processes(arl)[owner - 1].pid);
+	if (b)
+		memcpy(ev->bucket, b->name, ARL_NAME_MAX);
+	ev->tokens = arl_impl_sat_add(arl_load_relaxed(&r->input_tokens),
+				      arl_load_relaxed(&r->output_tokens));
+	ev->request_id = arl_load_relaxed(&r->request_id);
+}
+
+/*
+ * Finishes a slot this sweeper moved to RECLAIMING. A slot that was only
+ * CLAIMED never sent its request, so every charge it holds comes back; from
+ * any later state the request may have reached the provider, so only the
+ * in-flight slot comes back and the tokens stay charged (actual = reserved).
+ */
+static void finish_reclaim(struct arl *arl, struct arl_shm_reservation *r, uint64_t word,
+			   uint32_t old_state, enum arl_reclaim_reason reason)
+{
+	struct arl_shm_bucket *b = arl_impl_bucket(arl, arl_load_relaxed(&r->bucket_index),
+						   arl_load_relaxed(&r->bucket_gen));
+	uint64_t now = arl_now(arl);
+
+	if (b) {
+		uint32_t mask = old_state == ARL_RES_CLAIMED ? ~0u : ARL_MARK_INFLIGHT;
+
+		arl_impl_give_back(r, b, mask, now);
+		if (old_state == ARL_RES_COMMITTED) {
+			arl_add_relaxed(&b->stats.fallback_releases, 1);
+			arl_add_relaxed(&b->stats.fallback_tokens,
+					arl_impl_sat_add(arl_load_relaxed(&r->input_tokens),
+							 arl_load_relaxed(&r->output_tokens)));
+		}
+		arl_add_relaxed(reason == ARL_RECLAIM_IDLE ? &b->stats.reclaimed_idle
+							   : &b->stats.reclaimed_dead,
+				1);
+	}
+	arl_impl_free_slot(arl, r, word);
+	if (b)
+		arl_impl_wake_bucket(b);
+}
+
+/* Decides whether a slot must be reclaimed, and why. Returns 0 to leave it. */
+static int reclaim_reason(struct arl *arl, const struct arl_sweep_options *opt, uint8_t *cache,
+			  const struct arl_shm_reservation *r, uint64_t word, uint64_t now)
+{
+	uint32_t owner = arl_impl_res_owner(word);
+	uint32_t state = arl_impl_res_state(word);
+	uint64_t last;
+
+	if (owner == 0 || !owner_alive(arl, cache, owner - 1))
+		return ARL_RECLAIM_DEAD_OWNER;
+	if (state != ARL_RES_COMMITTED || opt->reservation_ttl_ns == 0)
+		return 0;
+	last = arl_load_relaxed(&r->last_activity_ns);
+	if (now > last && now - last > opt->reservation_ttl_ns)
+		return ARL_RECLAIM_IDLE;
+	return 0;
+}
+
+static void sweep_slot(struct arl *arl, const struct arl_sweep_options *opt, uint8_t *cache,
+		       struct arl_shm_reservation *r, uint64_t now, struct arl_sweep_result *res)
+{
+	uint64_t word = arl_load_acquire(&r->word);
+	uint32_t state = arl_impl_res_state(word);
+	uint32_t owner = arl_impl_res_owner(word);
+	struct arl_reclaim_event ev;
+	uint64_t reclaiming;
+	int reason;
+
+	if (state == ARL_RES_FREE)
+		return;
+	if (state > ARL_RES_RECLAIMING || owner > arl->header->process_capacity) {
+		res->anomalies++;
+		if (opt->on_anomaly)
+			opt->on_anomaly(opt->context, (uint32_t)(r - arl_impl_reservations(arl)),
+					state > ARL_RES_RECLAIMING ? "unknown state"
+								   : "owner out of range");
+		return;
+	}
+	reason = reclaim_reason(arl, opt, cache, r, word, now);
+	if (reason == 0) {
+		res->live++;
+		return;
+	}
+
+	/* The CAS keeps the generation: a release racing with it fails on the
+	 * state, and a second sweeper fails on the word, so exactly one party
+	 * finishes the slot. A slot already RECLAIMING was left by a sweeper
+	 * that died; this one takes it over from the same word. */
+	reclaiming = arl_impl_res_word(arl_impl_res_gen(word), ARL_RES_RECLAIMING, owner);
+	if (state != ARL_RES_RECLAIMING &&
+	    !arl_cas(&r->word, &word, reclaiming, __ATOMIC_ACQUIRE))
+		return;
+	describe(arl, r, word, arl_impl_bucket(arl, r->bucket_index, r->bucket_gen), &ev);
+	ev.reason = (enum arl_reclaim_reason)reason;
+	ev.idle_ns = arl_impl_sat_sub(now, arl_load_relaxed(&r->last_activity_ns));
+	finish_reclaim(arl, r, reclaiming, state, ev.reason);
+	if (reason == ARL_RECLAIM_IDLE)
+		res->reclaimed_idle++;
+	else
+		res->reclaimed_dead++;
+	if (opt->on_reclaim)
+		opt->on_reclaim(opt->context, &ev);
+}
+
+/* Frees process entries whose owner died and which no slot names any more. */
+static void sweep_processes(struct arl *arl, uint8_t *cache, const uint32_t *referenced,
+			    struct arl_sweep_result *res)
+{
+	struct arl_shm_process *procs = arl_impl_processes(arl);
+	uint32_t i;
+
+	for (i = 0; i < arl->header->process_capacity; i++) {
+		struct arl_shm_process *p = &procs[i];
+
+		if (arl_load_acquire(&p->state) != ARL_PROCESS_LIVE || owner_alive(arl, cache, i))
+			continue;
+		if (referenced[i] != 0)
+			continue;
+		/* A dead owner changes nothing any more, and a new one cannot take
+		 * the entry while the count is non-zero: a count left behind by
+		 * a death between the count and the claim is safe to reset. */
+		arl_store_relaxed(&p->live_reservations, 0u);
+		arl_store_release(&p->state, ARL_PROCESS_FREE);
+		res->processes_cleared++;
+	}
+}
+
+int arl_sweep(struct arl *arl, const struct arl_sweep_options *options,
+	      struct arl_sweep_result *result)
+{
+	struct arl_shm_reservation *slots;
+	uint32_t cap_p, i, *referenced;
+	uint8_t *cache;
+	uint64_t now;
+
+	if (!arl || !options || !result || arl->read_only)
+		return ARL_EINVAL;
+	memset(result, 0, sizeof(*result));
+	cap_p = arl->header->process_capacity;
+	cache = calloc(cap_p, 1);
+	referenced = calloc(cap_p, sizeof(*referenced));
+	if (!cache || !referenced) {
+		free(cache);
+		free(referenced);
+		return ARL_ENOMEM;
+	}
+
+	slots = arl_impl_reservations(arl);
+	now = arl_now(arl);
+	for (i = 0; i < arl->header->reservation_capacity; i++) {
+		uint64_t word;
+		uint32_t owner;
+
+		sweep_slot(arl, options, cache, &slots[i], now, result);
+		word = arl_load_acquire(&slots[i].word);
+		owner = arl_impl_res_owner(word);
+		if (arl_impl_res_state(word) != ARL_RES_FREE && owner != 0 && owner <= cap_p)
+			referenced[owner - 1]++;
+	}
+	sweep_processes(arl, cache, referenced, result);
+
+	free(cache);
+	free(referenced);
+	return 0;
+}
+
+void arl_sweep_publish(struct arl *arl)
+{
+	struct arl_shm_header *h = arl->header;
+
+	arl_store_relaxed(&h->supervisor_heartbeat_ns, arl_now(arl));
+	arl_add_relaxed(&h->sweep_count, 1);
+	/* Paired with the acquire load of sweep_seq by processes waiting for
+	 * a sweep: they see the reclaims and the count once the seq moved. */
+	__atomic_fetch_add(&h->sweep_seq, 1, __ATOMIC_RELEASE);
+	arl_impl_futex(&h->sweep_seq, FUTEX_WAKE, INT_MAX, NULL);
+}
