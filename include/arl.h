@@ -420,6 +420,19 @@ ARL_API uint64_t arl_impl_cost_ns(const struct arl_shm_limit *limit, uint64_t x)
 	return product > UINT64_MAX / 4 ? UINT64_MAX / 4 : (uint64_t)product;
 }
 
+/* Nanoseconds that x units refill, rounded down: what a refund gives back,
+ * so that a refund never returns more time than its tokens are worth. */
+ARL_API uint64_t arl_impl_refund_ns(const struct arl_shm_limit *limit, uint64_t x)
+{
+	__extension__ typedef unsigned __int128 u128;
+	u128 product;
+
+	if (limit->amount == 0)
+		return 0;
+	product = (u128)x * limit->window_ns / limit->amount;
+	return product > UINT64_MAX / 4 ? UINT64_MAX / 4 : (uint64_t)product;
+}
+
 ARL_API struct arl_shm_bucket *arl_impl_buckets(const struct arl *arl)
 {
 	return (struct arl_shm_bucket *)((char *)arl->header + arl->header->buckets_offset);
@@ -1647,15 +1660,13 @@ ARL_API void arl_impl_settle_limit(struct arl_shm_limit *l, uint32_t bucket_flag
 	if (actual < reserved) {
 		if (bucket_flags & ARL_BUCKET_NO_REFUND)
 			return;
-		arl_impl_limit_give(l, arl_impl_cost_ns(l, reserved) - arl_impl_cost_ns(l, actual),
-				    now);
+		arl_impl_limit_give(l, arl_impl_refund_ns(l, reserved - actual), now);
 		if (count)
 			arl_add_relaxed(&stats->refunded_tokens, reserved - actual);
 	} else if (actual > reserved) {
 		if (bucket_flags & ARL_BUCKET_IGNORE_OVERAGE)
 			return;
-		arl_impl_limit_charge(l, arl_impl_cost_ns(l, actual) - arl_impl_cost_ns(l, reserved),
-				      now);
+		arl_impl_limit_charge(l, arl_impl_cost_ns(l, actual - reserved), now);
 		if (count)
 			arl_add_relaxed(&stats->overage_tokens, actual - reserved);
 	}
