@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * arld as a real process: it reclaims the reservation of a SIGKILLed client
+ * within two sweeps, reclaims a reservation idle past reservation_ttl (and
+ * the owner's late release is then rejected), and stops on SIGTERM leaving
+ * the segment in place. Tests wait on the sweep counter arld publishes,
+ * with generous ceilings, never on a fixed sleep.
+ */
+#include <signal.h>
+
+#include "testutil.h"
+
+#ifndef ARLD_PATH
+#error "ARLD_PATH must name the arld binary"
+#endif
+
+#define WAIT_CEILING_NS (60ull * NS_PER_S)
+
+struct supervisor {
+	pid_t pid;
+	char segment[64];
+	char config[128];
+};
+
+/* Writes a config and starts arld on a private segment; waits until the
+ * segment is attachable and the first sweep is done. */
+static struct arl *start_arld(struct supervisor *sup, const char *tag, const char *ttl)
+{
+	struct arl *arl = NULL;
+	uint64_t deadline = arl_impl_monotonic_ns() + WAIT_CEILING_NS;
+	FILE *f;
+
+	test_segment_name(sup->segment, sizeof(sup->segment), tag);
+	shm_unlink(sup->segment);
+	snprintf(sup->config, sizeof(sup->config), "/tmp/arl-test-%s-%d.ini", tag, (int)getpid());
+	f = fopen(sup->config, "w");
+	ck_assert(f != NULL);
+	fprintf(f, "[arld]\nsegment = %s\nsweep_interval = 100ms\nreservation_ttl = %s\n"
+		   "[bucket:work]\nrequests_per_minute = 100\ntokens_per_minute = 10000\n"
+		   "max_inflight = 4\n",
+		sup->segment, ttl);
+	fclose(f);
+
+	sup->pid = fork();
+	ck_assert(sup->pid >= 0);
+	if (sup->pid == 0) {
+		execl(ARLD_PATH, "arld", "--config", sup->config, "--log-level", "debug",
+		      (char *)NULL);
+		_exit(127);
+	}
+
+	/* The segment appears once arld created it; retry until then. */
+	for (;;) {
+		struct arl_attach_options o;
+		struct timespec ts = {0, 10000000};
+
+		memset(&o, 0, sizeof(o));
+		o.name = sup->segment;
+		if (arl_attach(&arl, &o) == 0) {
+			struct arl_bucket b;
+
+			if (arl_bucket_find(arl, "work", &b) == 0)
+				break;
+			arl_detach(arl);
+		}
+		ck_assert_msg(arl_impl_monotonic_ns() < deadline, "arld never created %s",
+			      sup->segment);
+		nanosleep(&ts, NULL);
+	}
+	ck_assert_int_eq(arl_wait_sweep(arl, 0, WAIT_CEILING_NS), 0);
+	return arl;
+}
+
+static void stop_arld(struct supervisor *sup, struct arl *arl)
+{
+	int status;
+
+	kill(sup->pid, SIGTERM);
+	ck_assert_int_eq(waitpid(sup->pid, &status, 0), sup->pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "arld exited with status %#x", status);
+	arl_detach(arl);
+	shm_unlink(sup->segment);
+	unlink(sup->config);
+}
+
+/* A child that reserves 1000 tokens, reports the handle on a pipe, then
+ * waits for a byte on the other pipe and tries to release; it exits with
+ * 0 if the release returned ARL_ESTALE, 1 otherwise. */
+static pid_t spawn_holder(const char *segment, int report_fd[2], int command_fd[2])
+{
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(report_fd), 0);
+	ck_assert_int_eq(pipe(command_fd), 0);
+	pid = fork();
+	ck_assert(pid >= 0);
+	if (pid == 0) {
+		struct arl *arl = test_attach(segment);
+		struct arl_reservation res;
+		struct arl_bucket b;
+		struct arl_usage u = test_usage(10);
+		char byte;
+
+		if (arl_bucket_find(arl, "work", &b) != 0 || test_reserve(arl, b, 1000, &res) != 0)
+			_exit(2);
+		if (write(report_fd[1], &res, sizeof(res)) != sizeof(res))
+			_exit(3);
+		if (read(command_fd[0], &byte, 1) != 1)
+			_exit(4);
+		_exit(arl_release(arl, &res, &u) == ARL_ESTALE ? 0 : 1);
+	}
+	return pid;
+}
+
+static struct arl_reservation read_handle(int fd)
+{
+	struct arl_reservation res;
+
+	ck_assert_int_eq(read(fd, &res, sizeof(res)), (ssize_t)sizeof(res));
+	return res;
+}
+
+static uint32_t slot_state(struct arl *arl, uint32_t slot)
+{
+	return arl_impl_res_state(
+		__atomic_load_n(&arl_impl_reservations(arl)[slot].word, __ATOMIC_ACQUIRE));
+}
+
+START_TEST(killed_client_reclaimed_within_two_sweeps)
+{
+	struct supervisor sup;
+	struct arl *arl = start_arld(&sup, "kill", "300s");
+	int report[2], command[2], status;
+	struct arl_reservation res;
+	struct arl_bucket b;
+	struct arl_bucket_stats s;
+	uint64_t count;
+	pid_t child;
+
+	ck_assert_int_eq(arl_bucket_find(arl, "work", &b), 0);
+	child = spawn_holder(sup.segment, report, command);
+	res = read_handle(report[0]);
+	ck_assert_uint_eq(slot_state(arl, res.slot), ARL_RES_COMMITTED);
+	ck_assert_uint_eq(test_stats(arl, b).inflight, 1);
+
+	kill(child, SIGKILL);
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	count = arl_sweep_count(arl);
+	ck_assert_int_eq(arl_wait_sweep(arl, count, WAIT_CEILING_NS), 0);
+	ck_assert_int_eq(arl_wait_sweep(arl, count + 1, WAIT_CEILING_NS), 0);
+
+	ck_assert_uint_eq(slot_state(arl, res.slot), ARL_RES_FREE);
+	s = test_stats(arl, b);
+	ck_assert_uint_eq(s.inflight, 0);
+	ck_assert_uint_eq(s.reclaimed_dead, 1);
+	ck_assert_uint_eq(s.fallback_releases, 1);
+	ck_assert_uint_eq(s.fallback_tokens, 1000);
+	ck_assert_uint_eq(s.refunded_tokens, 0);
+	stop_arld(&sup, arl);
+}
+END_TEST
+
+START_TEST(idle_reservation_reclaimed_after_ttl)
+{
+	struct supervisor sup;
+	struct arl *arl = start_arld(&sup, "idle", "1s");
+	uint64_t deadline = arl_impl_monotonic_ns() + WAIT_CEILING_NS;
+	int report[2], command[2], status;
+	struct arl_bucket b;
+	pid_t child;
+
+	ck_assert_int_eq(arl_bucket_find(arl, "work", &b), 0);
+	child = spawn_holder(sup.segment, report, command);
+	read_handle(report[0]);
+
+	/* Wait for the event itself: the idle reclaim counted by arld. */
+	while (test_stats(arl, b).reclaimed_idle == 0) {
+		ck_assert_msg(arl_impl_monotonic_ns() < deadline, "no idle reclaim within 60 s");
+		ck_assert_int_eq(arl_wait_sweep(arl, arl_sweep_count(arl), WAIT_CEILING_NS), 0);
+	}
+	ck_assert_uint_eq(test_stats(arl, b).inflight, 0);
+	ck_assert_uint_eq(test_stats(arl, b).reclaimed_dead, 0);
+
+	/* The owner is alive and now releases: rejected, nothing refunded. */
+	ck_assert_int_eq(write(command[1], "r", 1), 1);
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "late release was not rejected with ARL_ESTALE (status %#x)", status);
+	ck_assert_uint_eq(test_stats(arl, b).refunded_tokens, 0);
+	stop_arld(&sup, arl);
+}
+END_TEST
+
+START_TEST(sigterm_leaves_segment_in_place)
+{
+	struct supervisor sup;
+	struct arl *arl = start_arld(&sup, "term", "300s");
+	struct arl_bucket b;
+	struct arl *again;
+	int status;
+
+	kill(sup.pid, SIGTERM);
+	ck_assert_int_eq(waitpid(sup.pid, &status, 0), sup.pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "arld status %#x", status);
+
+	again = test_attach(sup.segment);
+	ck_assert_int_eq(arl_bucket_find(again, "work", &b), 0);
+	ck_assert_int_eq(__atomic_load_n(&again->header->supervisor_pid, __ATOMIC_RELAXED), 0);
+	arl_detach(again);
+	arl_detach(arl);
+	shm_unlink(sup.segment);
+	unlink(sup.config);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *suite = suite_create("reclaim");
+	TCase *tc = tcase_create("arld");
+
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, killed_client_reclaimed_within_two_sweeps);
+	tcase_add_test(tc, idle_reservation_reclaimed_after_ttl);
+	tcase_add_test(tc, sigterm_leaves_segment_in_place);
+	suite_add_tcase(suite, tc);
+	return test_run(suite);
+}
