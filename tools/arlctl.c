@@ -24,6 +24,8 @@ static void usage(FILE *out)
 		"  status         segment layout, supervisor and table usage\n"
 		"  buckets        each bucket's limits, availability, in-flight and counters\n"
 		"  reservations   live reservations: bucket, owner pid, tokens, age, idle time\n"
+		"  wait-sweep [N] wait until arld completes N more sweeps (default 1), at most\n"
+		"                 --timeout SECONDS (default 30); exit 1 on timeout\n"
 		"  sse-usage      read a response stream on standard input and print its usage\n"
 		"                 as JSON (see arlctl sse-usage --help)\n"
 		"\n"
@@ -340,6 +342,45 @@ static int cmd_reservations(const struct listing *l)
 	return 0;
 }
 
+/* Waits for the supervisor's next sweeps: scripts use it to wait for a
+ * reclaim instead of sleeping for a guessed time. */
+static int cmd_wait_sweep(const struct listing *l, int argc, char **argv)
+{
+	uint64_t sweeps = 1, timeout_s = 30, start;
+	struct arl *arl;
+	char *end;
+	int i, rc;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+			timeout_s = strtoull(argv[++i], &end, 10);
+			if (*end || timeout_s == 0) {
+				fprintf(stderr, "arlctl wait-sweep: --timeout %s: expected whole "
+						"seconds above 0\n",
+					argv[i]);
+				return 2;
+			}
+		} else {
+			sweeps = strtoull(argv[i], &end, 10);
+			if (*end || sweeps == 0 || sweeps > 1000) {
+				fprintf(stderr, "arlctl wait-sweep: %s: expected a sweep count "
+						"from 1 to 1000\n",
+					argv[i]);
+				return 2;
+			}
+		}
+	}
+	if (attach_read_only(l, &arl) != 0)
+		return 1;
+	start = arl_sweep_count(arl);
+	rc = arl_wait_sweep(arl, start + sweeps - 1, timeout_s * 1000000000ull);
+	if (rc != 0)
+		fprintf(stderr, "arlctl wait-sweep: no sweep within %llu s; is arld running on %s?\n",
+			(unsigned long long)timeout_s, arl_segment_name(arl));
+	arl_detach(arl);
+	return rc == 0 ? 0 : 1;
+}
+
 static int run_listing(const char *command, int argc, char **argv, struct listing *l)
 {
 	static const struct option options[] = {
@@ -405,11 +446,13 @@ int main(int argc, char **argv)
 	command = argv[i];
 	if (strcmp(command, "sse-usage") == 0)
 		return arlctl_sse_usage(argc - i, argv + i);
+	if (strcmp(command, "wait-sweep") == 0)
+		return cmd_wait_sweep(&l, argc - i, argv + i);
 	if (strcmp(command, "status") == 0 || strcmp(command, "buckets") == 0 ||
 	    strcmp(command, "reservations") == 0)
 		return run_listing(command, argc - i, argv + i, &l);
 	fprintf(stderr, "arlctl: unknown command %s; commands: status, buckets, reservations, "
-			"sse-usage\n",
+			"wait-sweep, sse-usage\n",
 		command);
 	return 2;
 }
