@@ -1503,6 +1503,8 @@ ARL_API int arl_reserve(struct arl *arl, struct arl_bucket bucket, const struct 
 	if (!arl || !out)
 		return ARL_EINVAL;
 	out->retry_at_ns = 0;
+	if (arl->read_only)
+		return ARL_EROFS;
 	rc = arl_impl_check_request(req);
 	if (rc != 0)
 		return rc;
@@ -1569,6 +1571,8 @@ ARL_API int arl_reserve_wait(struct arl *arl, struct arl_bucket bucket,
 	if (!arl || !out)
 		return ARL_EINVAL;
 	started = arl_now(arl);
+	if (arl->read_only)
+		return ARL_EROFS;
 	for (;;) {
 		uint32_t seq;
 		uint64_t wake_at, now;
@@ -1928,9 +1932,12 @@ ARL_API uint64_t arl_sweep_count(const struct arl *arl)
  */
 ARL_API int arl_wait_sweep(const struct arl *arl, uint64_t after, uint64_t timeout_ns)
 {
-	uint64_t deadline = arl_impl_monotonic_ns() + timeout_ns;
-	uint32_t *seq_word = &arl->header->sweep_seq;
+	uint64_t deadline = arl_impl_sat_add(arl_impl_monotonic_ns(), timeout_ns);
+	uint32_t *seq_word;
 
+	if (!arl)
+		return ARL_EINVAL;
+	seq_word = &arl->header->sweep_seq;
 	for (;;) {
 		/* Paired with the release bump in arl_sweep_publish() (src/sweep.c). */
 		uint32_t seq = __atomic_load_n(seq_word, __ATOMIC_ACQUIRE);
