@@ -211,10 +211,11 @@ struct arl_shm_limit {
 	ARL_ALIGNED uint64_t tat_ns; /* hot: CAS by every grant and refund */
 	uint64_t amount;	     /* units per window */
 	uint64_t window_ns;
-	uint64_t burst;	       /* units */
-	uint64_t tolerance_ns; /* cost(burst) */
-	uint32_t unit;	       /* enum arl_unit */
-	uint32_t reserved;
+	uint64_t burst;		/* units */
+	uint64_t usable_burst;	/* units: burst less the headroom */
+	uint64_t tolerance_ns;	/* cost(usable_burst) */
+	uint32_t unit;		/* enum arl_unit */
+	uint32_t headroom_permille; /* share of the burst kept unused */
 };
 
 /* Bucket states. A bucket is written while BUSY and published as LIVE. */
@@ -236,7 +237,14 @@ struct arl_shm_bucket_stats {
 	uint64_t reclaimed_dead;	  /* reclaimed because the owner died */
 	uint64_t reclaimed_idle;	  /* reclaimed after reservation_ttl idle */
 	uint64_t errors;		  /* rejected calls other than limits */
+	uint64_t inflight_repaired;	  /* in-flight counts reset by the sweeper */
 };
+
+/* Entries of a bucket's wait queue, and the entry word's layout: ticket in
+ * bits 0-31, owner (process-table index + 1) in bits 32-55, state in 56-63. */
+#define ARL_QUEUE_SLOTS 64u
+#define ARL_WAITER_WAITING 1u	/* the owner sleeps until its ticket is served */
+#define ARL_WAITER_ABANDONED 2u /* the owner gave up; skip the ticket */
 
 struct arl_shm_bucket {
 	/* Identity and configuration, immutable while LIVE. */
@@ -252,6 +260,18 @@ struct arl_shm_bucket {
 	ARL_ALIGNED uint32_t inflight; /* live reservations holding a slot */
 	uint32_t wake_seq;	       /* futex word: bumped by releases and refunds */
 	uint32_t waiters;	       /* processes sleeping on wake_seq */
+
+	/*
+	 * FIFO wait queue of arl_reserve_wait(): each waiter takes a ticket
+	 * from queue_tail, and only the waiter whose ticket equals queue_head
+	 * tries to reserve. queue_head is a futex word; a waiter sleeps on it
+	 * with the bit of its ticket, so serving one ticket wakes one waiter.
+	 */
+	ARL_ALIGNED uint32_t queue_head;
+	uint32_t queue_tail;
+	uint32_t queue_stall_head;	   /* sweeper: head seen unwritten last sweep */
+	uint32_t queue_stall_seen;	   /* sweeper: 1 when queue_stall_head is set */
+	uint64_t queue[ARL_QUEUE_SLOTS]; /* entry of ticket t at t % ARL_QUEUE_SLOTS */
 
 	struct arl_shm_limit limits[ARL_MAX_LIMITS];
 	struct arl_shm_bucket_stats stats;
@@ -274,15 +294,21 @@ struct arl_shm_bucket {
  * claim more than the buckets hold and whoever finishes a dead owner's slot
  * never gives back what was not taken.
  */
-#define ARL_MARK_INFLIGHT 0x1u
-#define ARL_MARK_LIMIT(i) (0x2u << (i))
+#define ARL_MAX_CHAIN 4 /* buckets one reservation charges */
+#define ARL_MARK_INFLIGHT(c) (0x1u << (5 * (c)))
+#define ARL_MARK_LIMIT(c, i) (0x2u << (5 * (c) + (i)))
+#define ARL_MARKS_OF(c) (0x1fu << (5 * (c)))
+#define ARL_MARKS_INFLIGHT                                                                         \
+	(ARL_MARK_INFLIGHT(0) | ARL_MARK_INFLIGHT(1) | ARL_MARK_INFLIGHT(2) | ARL_MARK_INFLIGHT(3))
 
 struct arl_shm_reservation {
 	ARL_ALIGNED uint64_t word; /* gen | state | owner, see above */
-	uint32_t bucket_index;
-	uint32_t bucket_gen;
-	uint32_t marks;		   /* ARL_MARK_* */
+	uint32_t nbuckets;	   /* chain length, 1 to ARL_MAX_CHAIN */
+	uint32_t marks;		   /* ARL_MARK_*, five bits per chain position */
+	uint32_t bucket_index[ARL_MAX_CHAIN];
+	uint32_t bucket_gen[ARL_MAX_CHAIN];
 	uint32_t chunks;	   /* stream events seen */
+	uint32_t reserved;
 	uint64_t input_tokens;	   /* estimate charged */
 	uint64_t output_tokens;	   /* estimate charged */
 	uint64_t created_ns;	   /* arl clock */
@@ -1070,6 +1096,7 @@ struct arl_limit_config {
 	uint64_t amount;    /* units per window, > 0 */
 	uint64_t window_ns; /* 1 s to 1 day */
 	uint64_t burst;	    /* units; 0: amount */
+	uint32_t headroom_permille; /* 0 to 999: share of the burst never granted */
 };
 
 struct arl_bucket_config {
@@ -1118,6 +1145,8 @@ ARL_API int arl_bucket_config_check(const struct arl_bucket_config *config)
 			return ARL_EINVAL;
 		if (l->amount > ARL_MAX_TOKENS || l->burst > ARL_MAX_TOKENS)
 			return ARL_EOVERFLOW;
+		if (l->headroom_permille > 999)
+			return ARL_EINVAL;
 	}
 	return 0;
 }
@@ -1166,6 +1195,9 @@ ARL_API void arl_impl_fill_bucket(struct arl_shm_bucket *b, const struct arl_buc
 	b->flags = c->flags;
 	b->inflight = 0;
 	b->waiters = 0;
+	b->queue_head = b->queue_tail = 0;
+	b->queue_stall_seen = 0;
+	memset(b->queue, 0, sizeof(b->queue));
 	memset(&b->stats, 0, sizeof(b->stats));
 	for (i = 0; i < c->nlimits; i++) {
 		struct arl_shm_limit *l = &b->limits[i];
@@ -1174,7 +1206,9 @@ ARL_API void arl_impl_fill_bucket(struct arl_shm_bucket *b, const struct arl_buc
 		l->amount = c->limits[i].amount;
 		l->window_ns = c->limits[i].window_ns;
 		l->burst = c->limits[i].burst ? c->limits[i].burst : c->limits[i].amount;
-		l->tolerance_ns = arl_impl_cost_ns(l, l->burst);
+		l->headroom_permille = c->limits[i].headroom_permille;
+		l->usable_burst = l->burst - l->burst * l->headroom_permille / 1000;
+		l->tolerance_ns = arl_impl_cost_ns(l, l->usable_burst);
 		l->tat_ns = now; /* a new bucket starts full */
 	}
 }
@@ -1342,29 +1376,70 @@ ARL_API bool arl_impl_inflight_take(struct arl_shm_bucket *b)
  * Reservations
  * ------------------------------------------------------------------------ */
 
-/* Gives back every charge a slot's marks still hold, clearing each mark
- * before its give-back. Used by cancel, a failed reserve and the sweeper. */
-ARL_API void arl_impl_give_back(struct arl_shm_reservation *r, struct arl_shm_bucket *b,
-				uint32_t give_mask, uint64_t now)
+/* The buckets of a slot's chain, resolved; NULL for a bucket removed since. */
+struct arl_impl_chain {
+	uint32_t n;
+	struct arl_shm_bucket *bucket[ARL_MAX_CHAIN];
+};
+
+ARL_API void arl_impl_resolve_chain(const struct arl *arl, const struct arl_shm_reservation *r,
+				    struct arl_impl_chain *chain)
 {
+	uint32_t c, n = arl_load_relaxed(&r->nbuckets);
+
+	/* A hostile process could write any count: never index past the array. */
+	chain->n = n > ARL_MAX_CHAIN ? ARL_MAX_CHAIN : n;
+	for (c = 0; c < chain->n; c++)
+		chain->bucket[c] = arl_impl_bucket(arl, arl_load_relaxed(&r->bucket_index[c]),
+						   arl_load_relaxed(&r->bucket_gen[c]));
+}
+
+/* Gives back the charges of one chain position that mask selects and the
+ * slot's marks still hold, clearing each mark before its give-back. */
+ARL_API void arl_impl_give_back_one(struct arl_shm_reservation *r, uint32_t c,
+				    struct arl_shm_bucket *b, uint32_t mask, uint64_t now)
+{
+	uint64_t in = arl_load_relaxed(&r->input_tokens);
+	uint64_t out = arl_load_relaxed(&r->output_tokens);
 	uint32_t i;
 
 	for (i = 0; i < b->nlimits; i++) {
 		struct arl_shm_limit *l = &b->limits[i];
-		uint32_t mark = ARL_MARK_LIMIT(i);
+		uint32_t mark = ARL_MARK_LIMIT(c, i);
 
-		if (!(give_mask & mark) || !(arl_load_relaxed(&r->marks) & mark))
+		if (!(mask & mark) || !(arl_load_relaxed(&r->marks) & mark))
 			continue;
 		__atomic_fetch_and(&r->marks, ~mark, __ATOMIC_RELEASE);
-		arl_impl_limit_give(l,
-				    arl_impl_cost_ns(l, arl_impl_units(l->unit, r->input_tokens,
-								       r->output_tokens)),
-				    now);
+		arl_impl_limit_give(l, arl_impl_cost_ns(l, arl_impl_units(l->unit, in, out)), now);
 	}
-	if ((give_mask & ARL_MARK_INFLIGHT) && (arl_load_relaxed(&r->marks) & ARL_MARK_INFLIGHT)) {
-		__atomic_fetch_and(&r->marks, ~(uint32_t)ARL_MARK_INFLIGHT, __ATOMIC_RELEASE);
+	if ((mask & ARL_MARK_INFLIGHT(c)) && (arl_load_relaxed(&r->marks) & ARL_MARK_INFLIGHT(c))) {
+		/* NOTE: a kill between these two steps leaves the counter one too
+		 * high; the sweeper resets the count of a bucket with no live
+		 * reservation, so the loss is a temporary under-admission. */
+		__atomic_fetch_and(&r->marks, ~ARL_MARK_INFLIGHT(c), __ATOMIC_RELEASE);
 		arl_sub_relaxed(&b->inflight, 1);
 	}
+}
+
+/* Gives back what mask selects at every position of a chain. Used by cancel,
+ * a refused reserve, a release (in-flight only) and the sweeper. */
+ARL_API void arl_impl_give_back(struct arl_shm_reservation *r, const struct arl_impl_chain *chain,
+				uint32_t mask, uint64_t now)
+{
+	uint32_t c;
+
+	for (c = 0; c < chain->n; c++)
+		if (chain->bucket[c])
+			arl_impl_give_back_one(r, c, chain->bucket[c], mask, now);
+}
+
+ARL_API void arl_impl_wake_chain(const struct arl_impl_chain *chain)
+{
+	uint32_t c;
+
+	for (c = 0; c < chain->n; c++)
+		if (chain->bucket[c])
+			arl_impl_wake_bucket(chain->bucket[c]);
 }
 
 /* Frees a slot: a new generation, no owner. Then drops the owner's count. */
@@ -1419,7 +1494,8 @@ ARL_API int arl_impl_check_request(const struct arl_request *req)
 	return 0;
 }
 
-/* Returns ARL_ENEVERFITS if some limit of the bucket can never grant req. */
+/* Returns ARL_ENEVERFITS if some limit of the bucket can never grant req:
+ * the request is larger than the limit's burst less its headroom. */
 ARL_API int arl_impl_check_fits(const struct arl_shm_bucket *b, const struct arl_request *req)
 {
 	uint32_t i;
@@ -1428,50 +1504,101 @@ ARL_API int arl_impl_check_fits(const struct arl_shm_bucket *b, const struct arl
 		const struct arl_shm_limit *l = &b->limits[i];
 		uint64_t units = arl_impl_units(l->unit, req->input_tokens, req->output_tokens);
 
-		if (units > l->burst)
+		if (units > l->usable_burst)
 			return ARL_ENEVERFITS;
 	}
 	return 0;
 }
 
 /*
- * Charges the in-flight cap and every limit, marking each charge in the slot
- * after it is taken. On a refusal, gives back what was taken. Returns 0,
- * ARL_EAGAIN with *retry_at, or ARL_EAGAIN with *retry_at = 0 when only the
- * in-flight cap refused (a release, not time, frees it).
+ * Returns the earliest time at which every limit of the chain could grant
+ * the slot's request, judged from the current TATs: the latest of each
+ * limit's max(now, tat + cost - tolerance). Exact while nothing else
+ * changes the limits, since limits only refill as time passes.
  */
-ARL_API int arl_impl_charge(struct arl_shm_reservation *r, struct arl_shm_bucket *b, uint64_t now,
-			    uint64_t *retry_at)
+ARL_API uint64_t arl_impl_fit_time(const struct arl_shm_reservation *r,
+				   const struct arl_impl_chain *chain, uint64_t now)
 {
-	uint64_t latest = 0;
+	uint64_t in = arl_load_relaxed(&r->input_tokens);
+	uint64_t out = arl_load_relaxed(&r->output_tokens);
+	uint64_t latest = now;
+	uint32_t c, i;
+
+	for (c = 0; c < chain->n; c++) {
+		const struct arl_shm_bucket *b = chain->bucket[c];
+
+		for (i = 0; b && i < b->nlimits; i++) {
+			const struct arl_shm_limit *l = &b->limits[i];
+			uint64_t cost = arl_impl_cost_ns(l, arl_impl_units(l->unit, in, out));
+			uint64_t at = arl_impl_sat_sub(
+				arl_impl_sat_add(arl_load_relaxed(&l->tat_ns), cost), l->tolerance_ns);
+
+			if (at > latest)
+				latest = at;
+		}
+	}
+	return latest;
+}
+
+/* Charges one bucket of the chain, marking each charge after it is taken.
+ * Returns 0, ARL_EAGAIN when a limit refused, or 1 when the in-flight cap
+ * refused. */
+ARL_API int arl_impl_charge_one(struct arl_shm_reservation *r, uint32_t c,
+				struct arl_shm_bucket *b, uint64_t now)
+{
+	uint64_t in = arl_load_relaxed(&r->input_tokens);
+	uint64_t out = arl_load_relaxed(&r->output_tokens);
+	uint64_t unused;
 	uint32_t i;
 
-	if (!arl_impl_inflight_take(b)) {
-		*retry_at = 0;
-		return ARL_EAGAIN;
-	}
-	__atomic_fetch_or(&r->marks, ARL_MARK_INFLIGHT, __ATOMIC_RELEASE);
+	if (!arl_impl_inflight_take(b))
+		return 1;
+	__atomic_fetch_or(&r->marks, ARL_MARK_INFLIGHT(c), __ATOMIC_RELEASE);
 	for (i = 0; i < b->nlimits; i++) {
 		struct arl_shm_limit *l = &b->limits[i];
-		uint64_t units = arl_impl_units(l->unit, r->input_tokens, r->output_tokens);
+		uint64_t cost = arl_impl_cost_ns(l, arl_impl_units(l->unit, in, out));
 
-		if (arl_impl_limit_take(l, arl_impl_cost_ns(l, units), now, &latest) != 0)
-			break;
-		__atomic_fetch_or(&r->marks, ARL_MARK_LIMIT(i), __ATOMIC_RELEASE);
+		if (arl_impl_limit_take(l, cost, now, &unused) != 0)
+			return ARL_EAGAIN;
+		__atomic_fetch_or(&r->marks, ARL_MARK_LIMIT(c, i), __ATOMIC_RELEASE);
 	}
-	if (i == b->nlimits)
+	return 0;
+}
+
+/*
+ * Charges every bucket of the chain in order, all or nothing: on a refusal
+ * everything taken so far is given back. Returns 0, or ARL_EAGAIN with
+ * *retry_at the exact time the whole chain would fit (0 when an in-flight
+ * cap refused: a release, not time, frees it) and *refused the position of
+ * the bucket that refused.
+ */
+ARL_API int arl_impl_charge(struct arl_shm_reservation *r, const struct arl_impl_chain *chain,
+			    uint64_t now, uint64_t *retry_at, uint32_t *refused)
+{
+	uint32_t c;
+	int rc = 0;
+
+	for (c = 0; c < chain->n && rc == 0; c++)
+		rc = arl_impl_charge_one(r, c, chain->bucket[c], now);
+	if (rc == 0)
 		return 0;
 
-	arl_impl_give_back(r, b, ~0u, now);
-	*retry_at = latest;
+	*refused = c - 1;
+	arl_impl_give_back(r, chain, ~0u, now);
+	*retry_at = rc == 1 ? 0 : arl_impl_fit_time(r, chain, now);
 	return ARL_EAGAIN;
 }
 
-ARL_API void arl_impl_record(struct arl_shm_reservation *r, struct arl_bucket bucket,
-			     const struct arl_request *req, uint64_t now)
+ARL_API void arl_impl_record(struct arl_shm_reservation *r, const struct arl_bucket *buckets,
+			     uint32_t n, const struct arl_request *req, uint64_t now)
 {
-	arl_store_relaxed(&r->bucket_index, bucket.index);
-	arl_store_relaxed(&r->bucket_gen, bucket.gen);
+	uint32_t c;
+
+	arl_store_relaxed(&r->nbuckets, n);
+	for (c = 0; c < ARL_MAX_CHAIN; c++) {
+		arl_store_relaxed(&r->bucket_index[c], c < n ? buckets[c].index : 0u);
+		arl_store_relaxed(&r->bucket_gen[c], c < n ? buckets[c].gen : 0u);
+	}
 	arl_store_relaxed(&r->marks, 0u);
 	arl_store_relaxed(&r->chunks, 0u);
 	arl_store_relaxed(&r->input_tokens, req->input_tokens);
@@ -1481,58 +1608,68 @@ ARL_API void arl_impl_record(struct arl_shm_reservation *r, struct arl_bucket bu
 	arl_store_relaxed(&r->request_id, req->request_id);
 }
 
-/*
- * Reserves without blocking: one request, the estimated tokens and one
- * in-flight slot from every limit of the bucket, all or nothing.
- * Returns 0 and the reservation in *out; ARL_EAGAIN with out->retry_at_ns
- * set to the arl_now() time at which it would fit (0 when only the in-flight
- * cap refused); ARL_ENEVERFITS when a limit's burst is smaller than the
- * request; ARL_ESTALE for a removed bucket; ARL_ETABLEFULL when the
- * reservation table is full; ARL_EOVERFLOW or ARL_EINVAL for bad counts.
- * Zero tokens is valid and counts against request limits and the cap only.
- */
-ARL_API int arl_reserve(struct arl *arl, struct arl_bucket bucket, const struct arl_request *req,
-			struct arl_reservation *out)
+/* Resolves and checks the buckets of a chain given by the caller. */
+ARL_API int arl_impl_check_chain(struct arl *arl, const struct arl_bucket *buckets, uint32_t n,
+				 const struct arl_request *req, struct arl_impl_chain *chain)
 {
-	struct arl_shm_bucket *b;
-	struct arl_shm_reservation *r;
-	uint64_t word, now, retry_at = 0;
-	uint32_t slot;
+	uint32_t c, d;
 	int rc;
 
-	if (!arl || !out)
+	if (!buckets || n == 0 || n > ARL_MAX_CHAIN)
 		return ARL_EINVAL;
-	out->retry_at_ns = 0;
-	if (arl->read_only)
-		return ARL_EROFS;
-	rc = arl_impl_check_request(req);
-	if (rc != 0)
-		return rc;
-	b = arl_impl_bucket(arl, bucket.index, bucket.gen);
-	if (!b)
-		return ARL_ESTALE;
-	rc = arl_impl_check_fits(b, req);
-	if (rc != 0) {
-		arl_add_relaxed(&b->stats.rejected, 1);
-		return rc;
+	chain->n = n;
+	for (c = 0; c < n; c++) {
+		for (d = 0; d < c; d++)
+			if (buckets[d].index == buckets[c].index)
+				return ARL_EINVAL; /* a bucket twice would charge twice */
+		chain->bucket[c] = arl_impl_bucket(arl, buckets[c].index, buckets[c].gen);
+		if (!chain->bucket[c])
+			return ARL_ESTALE;
 	}
+	for (c = 0; c < n; c++) {
+		rc = arl_impl_check_fits(chain->bucket[c], req);
+		if (rc != 0) {
+			arl_add_relaxed(&chain->bucket[c]->stats.rejected, 1);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+ARL_API bool arl_impl_queue_empty(const struct arl_shm_bucket *b)
+{
+	return arl_load_acquire(&b->queue_head) == arl_load_acquire(&b->queue_tail);
+}
+
+/*
+ * Claims a slot, records the request and charges the chain. Does not look
+ * at the wait queue: arl_reserve_chain() and the queue's head call it.
+ */
+ARL_API int arl_impl_reserve(struct arl *arl, const struct arl_bucket *buckets, uint32_t n,
+			     const struct arl_impl_chain *chain, const struct arl_request *req,
+			     struct arl_reservation *out, uint32_t *refused)
+{
+	struct arl_shm_reservation *r;
+	uint64_t word, now, retry_at = 0;
+	uint32_t slot, c;
+	int rc;
+
 	rc = arl_impl_ensure_registered(arl);
 	if (rc != 0)
 		return rc;
-
 	slot = arl_impl_claim_slot(arl, &word);
 	if (slot == UINT32_MAX) {
-		arl_add_relaxed(&b->stats.errors, 1);
+		arl_add_relaxed(&chain->bucket[0]->stats.errors, 1);
 		return ARL_ETABLEFULL;
 	}
 	r = &arl_impl_reservations(arl)[slot];
 	now = arl_now(arl);
-	arl_impl_record(r, bucket, req, now);
+	arl_impl_record(r, buckets, n, req, now);
 
-	rc = arl_impl_charge(r, b, now, &retry_at);
+	rc = arl_impl_charge(r, chain, now, &retry_at, refused);
 	if (rc != 0) {
 		arl_impl_free_slot(arl, r, word);
-		arl_add_relaxed(&b->stats.rejected, 1);
+		arl_add_relaxed(&chain->bucket[*refused]->stats.rejected, 1);
 		out->retry_at_ns = retry_at;
 		return rc;
 	}
@@ -1541,76 +1678,315 @@ ARL_API int arl_reserve(struct arl *arl, struct arl_bucket bucket, const struct 
 	 * sweeper: whoever sees COMMITTED sees the record and the marks. */
 	arl_store_release(&r->word, arl_impl_res_word(arl_impl_res_gen(word), ARL_RES_COMMITTED,
 						      arl_impl_res_owner(word)));
-	arl_add_relaxed(&b->stats.granted, 1);
-	arl_add_relaxed(&b->stats.granted_tokens,
-			arl_impl_sat_add(req->input_tokens, req->output_tokens));
+	for (c = 0; c < n; c++) {
+		arl_add_relaxed(&chain->bucket[c]->stats.granted, 1);
+		arl_add_relaxed(&chain->bucket[c]->stats.granted_tokens,
+				arl_impl_sat_add(req->input_tokens, req->output_tokens));
+	}
 	out->slot = slot;
 	out->gen = arl_impl_res_gen(word);
 	return 0;
 }
 
 /*
- * Reserves, waiting until the request fits or until deadline_ns (absolute,
- * on the arl_now() clock). Sleeps on a futex in the segment, woken by
- * releases, refunds and cancels on the bucket, or when refill will cover the
- * request; it never polls. Returns what arl_reserve() returns, except that
- * ARL_EAGAIN becomes ARL_ETIMEDOUT once the deadline has passed (a deadline
- * already in the past makes it a single try).
- *
- * NOTE: every waiter wakes on each release and retries, so waiters are not
- * admitted in a fair order; a large request can be overtaken by small ones.
+ * Reserves without blocking on a chain of 1 to ARL_MAX_CHAIN buckets (a
+ * model bucket and its account bucket, say): one request, the estimated
+ * tokens and one in-flight slot from every limit of every bucket, all or
+ * nothing. A try never overtakes waiters: while arl_reserve_wait() callers
+ * are queued on the first bucket, it returns ARL_EAGAIN with retry_at_ns 0.
+ * Returns 0 and the reservation in *out; ARL_EAGAIN with out->retry_at_ns
+ * set to the exact arl_now() time at which the whole chain would fit (0 when
+ * an in-flight cap refused or waiters are queued); ARL_ENEVERFITS when the
+ * request exceeds a limit's burst less its headroom; ARL_ESTALE for a removed
+ * bucket; ARL_ETABLEFULL when the reservation table is full; ARL_EOVERFLOW
+ * or ARL_EINVAL for bad counts, or a bucket given twice. Zero tokens is
+ * valid and counts against request limits and in-flight caps only.
  */
-ARL_API int arl_reserve_wait(struct arl *arl, struct arl_bucket bucket,
-			     const struct arl_request *req, uint64_t deadline_ns,
-			     struct arl_reservation *out)
+ARL_API int arl_reserve_chain(struct arl *arl, const struct arl_bucket *buckets, uint32_t n,
+			      const struct arl_request *req, struct arl_reservation *out)
 {
-	uint64_t started;
-	struct arl_shm_bucket *b;
+	struct arl_impl_chain chain;
+	uint32_t refused = 0;
 	int rc;
 
 	if (!arl || !out)
 		return ARL_EINVAL;
-	started = arl_now(arl);
+	out->retry_at_ns = 0;
 	if (arl->read_only)
 		return ARL_EROFS;
-	for (;;) {
-		uint32_t seq;
-		uint64_t wake_at, now;
-		struct timespec ts;
+	rc = arl_impl_check_request(req);
+	if (rc == 0)
+		rc = arl_impl_check_chain(arl, buckets, n, req, &chain);
+	if (rc != 0)
+		return rc;
+	if (!arl_impl_queue_empty(chain.bucket[0])) {
+		arl_add_relaxed(&chain.bucket[0]->stats.rejected, 1);
+		return ARL_EAGAIN;
+	}
+	return arl_impl_reserve(arl, buckets, n, &chain, req, out, &refused);
+}
 
-		b = arl_impl_bucket(arl, bucket.index, bucket.gen);
-		if (!b)
-			return ARL_ESTALE;
-		/* Paired with the seq_cst bump in arl_impl_wake_bucket(). */
-		seq = __atomic_load_n(&b->wake_seq, __ATOMIC_ACQUIRE);
-		rc = arl_reserve(arl, bucket, req, out);
-		if (rc == 0) {
-			arl_add_relaxed(&b->stats.waited_ns, arl_now(arl) - started);
-			return 0;
-		}
+/* Reserves without blocking on one bucket: arl_reserve_chain() with a chain
+ * of one. */
+ARL_API int arl_reserve(struct arl *arl, struct arl_bucket bucket, const struct arl_request *req,
+			struct arl_reservation *out)
+{
+	return arl_reserve_chain(arl, &bucket, 1, req, out);
+}
+
+/* ------------------------------------------------------------------------
+ * Waiting: a FIFO ticket queue per bucket
+ * ------------------------------------------------------------------------ */
+
+ARL_API uint64_t arl_impl_waiter_word(uint32_t ticket, uint32_t owner, uint32_t state)
+{
+	return (uint64_t)ticket | ((uint64_t)owner << 32) | ((uint64_t)state << 56);
+}
+
+ARL_API uint32_t arl_impl_ticket_bit(uint32_t ticket)
+{
+	return 1u << (ticket % 32);
+}
+
+/* Returns true if a queue entry's owner is a live process (this one counts
+ * as live: its own locks never conflict with its own descriptor). */
+ARL_API bool arl_impl_waiter_alive(const struct arl *arl, uint64_t entry)
+{
+	uint32_t owner = (uint32_t)(entry >> 32) & 0xffffff;
+
+	if (owner == 0 || owner > arl->header->process_capacity)
+		return false;
+	if (owner - 1 == arl->process_index)
+		return true;
+	return arl_impl_byte_locked(arl->fd, ARL_PROCESS_LOCK_BASE + owner - 1);
+}
+
+/*
+ * Serves the next ticket after `served`: moves queue_head past it, skips the
+ * tickets of waiters that gave up or died, and wakes the waiter whose ticket
+ * is now at the head. A ticket whose entry is not yet written belongs to a
+ * waiter between taking it and writing it: it is not skipped here (the
+ * sweeper skips it if it stays unwritten for a whole sweep).
+ */
+ARL_API void arl_impl_queue_advance(const struct arl *arl, struct arl_shm_bucket *b,
+				    uint32_t served)
+{
+	uint32_t next = served + 1;
+
+	arl_store_relaxed(&b->queue[served % ARL_QUEUE_SLOTS], (uint64_t)0);
+	/* Release pairs with the acquire load of queue_head by the next waiter:
+	 * it sees the queue as this waiter left it. */
+	if (!arl_cas(&b->queue_head, &served, next, __ATOMIC_RELEASE))
+		return; /* someone (the sweeper) already moved the head */
+	while (next != arl_load_acquire(&b->queue_tail)) {
+		uint64_t *slot = &b->queue[next % ARL_QUEUE_SLOTS];
+		uint64_t entry = arl_load_acquire(slot);
+		uint32_t state = (uint32_t)(entry >> 56);
+		uint32_t expected = next;
+
+		if ((uint32_t)entry != next)
+			break; /* not written yet */
+		if (state == ARL_WAITER_WAITING && arl_impl_waiter_alive(arl, entry))
+			break;
+		arl_store_relaxed(slot, (uint64_t)0);
+		if (!arl_cas(&b->queue_head, &expected, next + 1, __ATOMIC_RELEASE))
+			return;
+		next++;
+	}
+	/* Wake the sleepers whose ticket shares the bit of the new head: the
+	 * head among them tries, the others sleep again. */
+	syscall(SYS_futex, &b->queue_head, FUTEX_WAKE_BITSET, INT_MAX, NULL, NULL,
+		arl_impl_ticket_bit(next));
+}
+
+/* Sleeps on a futex word until it changes, a wake with a matching bit, or an
+ * absolute arl_now() deadline (no timeout on a test clock: the test wakes
+ * sleepers as it moves the clock). */
+ARL_API void arl_impl_sleep(const struct arl *arl, uint32_t *word, uint32_t seen, uint32_t bits,
+			    uint64_t until)
+{
+	struct timespec ts;
+	uint64_t now = arl_now(arl);
+	bool timed = !(arl->header->flags & ARL_SEG_TEST_CLOCK) && until != UINT64_MAX;
+
+	if (timed) {
+		uint64_t at = arl_impl_sat_add(arl_impl_monotonic_ns(), arl_impl_sat_sub(until, now));
+
+		ts.tv_sec = (time_t)(at / 1000000000ull);
+		ts.tv_nsec = (long)(at % 1000000000ull);
+	}
+	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline. */
+	syscall(SYS_futex, word, FUTEX_WAIT_BITSET, seen, timed ? &ts : NULL, NULL, bits);
+}
+
+/* Takes a ticket, unless the queue is full. Returns 0 or ARL_EAGAIN. */
+ARL_API int arl_impl_queue_enter(struct arl *arl, struct arl_shm_bucket *b, uint32_t *ticket)
+{
+	uint32_t tail = arl_load_relaxed(&b->queue_tail);
+	uint32_t owner = arl->process_index + 1;
+
+	do {
+		if (tail - arl_load_acquire(&b->queue_head) >= ARL_QUEUE_SLOTS)
+			return ARL_EAGAIN;
+	} while (!arl_cas(&b->queue_tail, &tail, tail + 1, __ATOMIC_ACQUIRE));
+	/* Release pairs with the acquire load in arl_impl_queue_advance(). */
+	arl_store_release(&b->queue[tail % ARL_QUEUE_SLOTS],
+			  arl_impl_waiter_word(tail, owner, ARL_WAITER_WAITING));
+	*ticket = tail;
+	return 0;
+}
+
+/* Leaves the queue early: marks the ticket abandoned so that whoever serves
+ * it skips it, and serves it at once if it is already at the head. */
+ARL_API void arl_impl_queue_abandon(struct arl *arl, struct arl_shm_bucket *b, uint32_t ticket)
+{
+	uint64_t *slot = &b->queue[ticket % ARL_QUEUE_SLOTS];
+	uint64_t entry = arl_load_relaxed(slot);
+	uint32_t owner = arl->process_index + 1;
+
+	if ((uint32_t)entry == ticket)
+		arl_cas(slot, &entry, arl_impl_waiter_word(ticket, owner, ARL_WAITER_ABANDONED),
+			__ATOMIC_RELEASE);
+	if (arl_load_acquire(&b->queue_head) == ticket)
+		arl_impl_queue_advance(arl, b, ticket);
+}
+
+/* Tries the reservation as the queue's head. Returns what arl_impl_reserve()
+ * returns; on ARL_EAGAIN, *refusing is the bucket to wait on and *seen its
+ * wake_seq as read before the try. */
+ARL_API int arl_impl_head_try(struct arl *arl, const struct arl_bucket *buckets, uint32_t n,
+			      struct arl_impl_chain *chain, const struct arl_request *req,
+			      struct arl_reservation *out, struct arl_shm_bucket **refusing,
+			      uint32_t *seen)
+{
+	uint32_t refused = 0, c;
+	uint32_t seqs[ARL_MAX_CHAIN];
+	int rc;
+
+	/* Read every bucket's wake_seq before trying, so a release that lands
+	 * after the try changes the word this waiter sleeps on. Paired with
+	 * the seq_cst bump in arl_impl_wake_bucket(). */
+	for (c = 0; c < chain->n; c++)
+		seqs[c] = __atomic_load_n(&chain->bucket[c]->wake_seq, __ATOMIC_ACQUIRE);
+	rc = arl_impl_reserve(arl, buckets, n, chain, req, out, &refused);
+	*refusing = chain->bucket[refused];
+	*seen = seqs[refused];
+	return rc;
+}
+
+/*
+ * Waits at the head of the queue until the reservation succeeds, fails
+ * otherwise, or the deadline passes. Sleeps on the wake_seq of the bucket
+ * that refused, until a release there or the time refill will cover it.
+ */
+ARL_API int arl_impl_wait_as_head(struct arl *arl, const struct arl_bucket *buckets, uint32_t n,
+				  struct arl_impl_chain *chain, const struct arl_request *req,
+				  uint64_t deadline_ns, struct arl_reservation *out)
+{
+	for (;;) {
+		struct arl_shm_bucket *refusing;
+		uint64_t until;
+		uint32_t seen;
+		int rc;
+
+		rc = arl_impl_head_try(arl, buckets, n, chain, req, out, &refusing, &seen);
 		if (rc != ARL_EAGAIN)
 			return rc;
-		now = arl_now(arl);
-		if (now >= deadline_ns)
+		if (arl_now(arl) >= deadline_ns)
 			return ARL_ETIMEDOUT;
 
-		wake_at = deadline_ns;
-		if (out->retry_at_ns != 0 && out->retry_at_ns < wake_at)
-			wake_at = out->retry_at_ns;
-		if (arl->header->flags & ARL_SEG_TEST_CLOCK)
-			wake_at = UINT64_MAX; /* the test wakes waiters as it advances */
-		else
-			wake_at = arl_impl_monotonic_ns() + (wake_at - now);
-		ts.tv_sec = (time_t)(wake_at / 1000000000ull);
-		ts.tv_nsec = (long)(wake_at % 1000000000ull);
-
-		__atomic_fetch_add(&b->waiters, 1, __ATOMIC_SEQ_CST);
-		/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline. */
-		arl_impl_futex(&b->wake_seq, FUTEX_WAIT_BITSET, seq,
-			       wake_at == UINT64_MAX ? NULL : &ts);
-		__atomic_fetch_sub(&b->waiters, 1, __ATOMIC_SEQ_CST);
+		until = deadline_ns;
+		if (out->retry_at_ns != 0 && out->retry_at_ns < until)
+			until = out->retry_at_ns;
+		/* The count tells wakers whether a FUTEX_WAKE is needed. */
+		__atomic_fetch_add(&refusing->waiters, 1, __ATOMIC_SEQ_CST);
+		arl_impl_sleep(arl, &refusing->wake_seq, seen, FUTEX_BITSET_MATCH_ANY, until);
+		__atomic_fetch_sub(&refusing->waiters, 1, __ATOMIC_SEQ_CST);
 	}
 }
+
+/*
+ * Reserves on a chain, waiting until the request fits or until deadline_ns
+ * (absolute, on the arl_now() clock). Waiters on the chain's first bucket
+ * are admitted in FIFO order: each takes a ticket, and only the waiter at
+ * the head tries, so a large request is not overtaken by small ones and a
+ * refill admits no more waiters than it covers. The head sleeps on a futex
+ * in the segment until a release, refund or cancel, or until refill will
+ * cover it; the others sleep until their ticket is served. It never polls.
+ * A waiter that dies or gives up is skipped by the next one, or by the
+ * supervisor's sweep when it dies at the head. Returns what
+ * arl_reserve_chain() returns, except that ARL_EAGAIN becomes ARL_ETIMEDOUT
+ * once the deadline has passed (a deadline already in the past makes it a
+ * single try).
+ *
+ * NOTE: with more than ARL_QUEUE_SLOTS waiters on one bucket, the extra ones
+ * wait for room in the queue and enter it in no set order.
+ */
+ARL_API int arl_reserve_chain_wait(struct arl *arl, const struct arl_bucket *buckets, uint32_t n,
+				   const struct arl_request *req, uint64_t deadline_ns,
+				   struct arl_reservation *out)
+{
+	struct arl_impl_chain chain;
+	struct arl_shm_bucket *b;
+	uint64_t started;
+	uint32_t ticket;
+	int rc;
+
+	rc = arl_reserve_chain(arl, buckets, n, req, out);
+	if (rc != ARL_EAGAIN)
+		return rc;
+	if (arl_now(arl) >= deadline_ns)
+		return ARL_ETIMEDOUT; /* a deadline in the past: one try only */
+	if (arl_impl_check_chain(arl, buckets, n, req, &chain) != 0)
+		return ARL_ESTALE;
+	/* The queue entry names this process: a try refused by the queue
+	 * returns before registering, so register now. */
+	rc = arl_impl_ensure_registered(arl);
+	if (rc != 0)
+		return rc;
+	b = chain.bucket[0];
+	started = arl_now(arl);
+
+	/* Enter the queue, waiting for room if it is full. */
+	while (arl_impl_queue_enter(arl, b, &ticket) != 0) {
+		uint32_t head = arl_load_acquire(&b->queue_head);
+
+		if (arl_now(arl) >= deadline_ns)
+			return ARL_ETIMEDOUT;
+		arl_impl_sleep(arl, &b->queue_head, head, FUTEX_BITSET_MATCH_ANY, deadline_ns);
+	}
+
+	/* Sleep until this ticket is served, then try as the head. */
+	for (;;) {
+		uint32_t head = arl_load_acquire(&b->queue_head);
+
+		if (head == ticket)
+			break;
+		if (arl_now(arl) >= deadline_ns) {
+			arl_impl_queue_abandon(arl, b, ticket);
+			return ARL_ETIMEDOUT;
+		}
+		arl_impl_sleep(arl, &b->queue_head, head, arl_impl_ticket_bit(ticket), deadline_ns);
+	}
+	rc = arl_impl_wait_as_head(arl, buckets, n, &chain, req, deadline_ns, out);
+	arl_impl_queue_advance(arl, b, ticket);
+	if (rc == 0)
+		arl_add_relaxed(&b->stats.waited_ns, arl_now(arl) - started);
+	return rc;
+}
+
+/* Reserves on one bucket, waiting: arl_reserve_chain_wait() with a chain of
+ * one. */
+ARL_API int arl_reserve_wait(struct arl *arl, struct arl_bucket bucket,
+			     const struct arl_request *req, uint64_t deadline_ns,
+			     struct arl_reservation *out)
+{
+	return arl_reserve_chain_wait(arl, &bucket, 1, req, deadline_ns, out);
+}
+
+/* ------------------------------------------------------------------------
+ * Release, cancel, touch
+ * ------------------------------------------------------------------------ */
 
 /* Returns the slot a handle names if it is COMMITTED with that generation. */
 ARL_API struct arl_shm_reservation *arl_impl_live_slot(struct arl *arl,
@@ -1632,13 +2008,13 @@ ARL_API struct arl_shm_reservation *arl_impl_live_slot(struct arl *arl,
 
 /*
  * Takes a committed slot into RELEASING, which makes the caller the only
- * one to finish it. Returns the slot and its bucket, or NULL when the handle
- * is stale: released, canceled or reclaimed already.
+ * one to finish it. Returns the slot and its resolved chain, or NULL when the
+ * handle is stale: released, canceled or reclaimed already.
  */
 ARL_API struct arl_shm_reservation *arl_impl_begin_release(struct arl *arl,
 							   const struct arl_reservation *res,
 							   uint64_t *word_out,
-							   struct arl_shm_bucket **bucket_out)
+							   struct arl_impl_chain *chain)
 {
 	struct arl_shm_reservation *r;
 	uint64_t word, releasing;
@@ -1647,11 +2023,10 @@ ARL_API struct arl_shm_reservation *arl_impl_begin_release(struct arl *arl,
 	if (!r)
 		return NULL;
 	releasing = arl_impl_res_word(res->gen, ARL_RES_RELEASING, arl_impl_res_owner(word));
-	/* Acquire pairs with the release store of COMMITTED in arl_reserve(). */
+	/* Acquire pairs with the release store of COMMITTED in arl_impl_reserve(). */
 	if (!arl_cas(&r->word, &word, releasing, __ATOMIC_ACQUIRE))
 		return NULL;
-	*bucket_out = arl_impl_bucket(arl, arl_load_relaxed(&r->bucket_index),
-				      arl_load_relaxed(&r->bucket_gen));
+	arl_impl_resolve_chain(arl, r, chain);
 	*word_out = releasing;
 	return r;
 }
@@ -1709,26 +2084,54 @@ ARL_API int arl_impl_check_usage(const struct arl_usage *u)
 	return 0;
 }
 
+/* Settles one bucket of a released chain: refund or overage per limit, and
+ * the counters. */
+ARL_API void arl_impl_settle_bucket(struct arl_shm_bucket *b, const struct arl_shm_reservation *r,
+				    const struct arl_usage *usage, uint64_t now)
+{
+	uint64_t in = arl_load_relaxed(&r->input_tokens);
+	uint64_t out = arl_load_relaxed(&r->output_tokens);
+	bool known = (usage->flags & (ARL_USAGE_TOTAL | ARL_USAGE_SPLIT)) != 0;
+	bool counted = false;
+	uint32_t i;
+
+	for (i = 0; i < b->nlimits; i++) {
+		struct arl_shm_limit *l = &b->limits[i];
+		uint64_t reserved = arl_impl_units(l->unit, in, out);
+		uint64_t actual = arl_impl_actual_units(l, usage, reserved);
+
+		/* Count tokens once per bucket, on its first tokens limit. */
+		arl_impl_settle_limit(l, b->flags, reserved, actual, now, &b->stats,
+				      l->unit == ARL_UNIT_TOKENS && !counted);
+		counted = counted || l->unit == ARL_UNIT_TOKENS;
+	}
+	if (known) {
+		arl_add_relaxed(&b->stats.released, 1);
+	} else {
+		arl_add_relaxed(&b->stats.fallback_releases, 1);
+		arl_add_relaxed(&b->stats.fallback_tokens, arl_impl_sat_add(in, out));
+	}
+}
+
 /*
  * Releases a reservation with its real usage. usage NULL, or with neither
  * ARL_USAGE_TOTAL nor ARL_USAGE_SPLIT, is unknown usage: the estimate is kept
  * (or ARL_USAGE_PARTIAL's partial_tokens when larger). Known usage below the
  * estimate is refunded unless the bucket has ARL_BUCKET_NO_REFUND; usage above
  * it is charged as overage unless the bucket has ARL_BUCKET_IGNORE_OVERAGE.
- * A refund never lifts a limit above its burst. Frees the in-flight slot and
- * wakes waiters. Returns 0, ARL_ESTALE when the reservation was already
- * released, canceled or reclaimed (nothing changes), or ARL_EINVAL /
- * ARL_EOVERFLOW for bad usage values.
+ * Every bucket of the chain is settled alike. A refund never lifts a limit
+ * above its burst. Frees the in-flight slots and wakes waiters. Returns 0,
+ * ARL_ESTALE when the reservation was already released, canceled or
+ * reclaimed (nothing changes), or ARL_EINVAL / ARL_EOVERFLOW for bad usage.
  */
 ARL_API int arl_release(struct arl *arl, const struct arl_reservation *res,
 			const struct arl_usage *usage)
 {
 	static const struct arl_usage unknown = {0, 0, 0, 0, 0};
+	struct arl_impl_chain chain;
 	struct arl_shm_reservation *r;
-	struct arl_shm_bucket *b = NULL;
 	uint64_t word, now;
-	bool known;
-	uint32_t i;
+	uint32_t c;
 	int rc;
 
 	if (!arl || !res)
@@ -1740,63 +2143,46 @@ ARL_API int arl_release(struct arl *arl, const struct arl_reservation *res,
 	rc = arl_impl_check_usage(usage);
 	if (rc != 0)
 		return rc;
-	r = arl_impl_begin_release(arl, res, &word, &b);
+	r = arl_impl_begin_release(arl, res, &word, &chain);
 	if (!r)
 		return ARL_ESTALE;
 
 	now = arl_now(arl);
-	known = (usage->flags & (ARL_USAGE_TOTAL | ARL_USAGE_SPLIT)) != 0;
-	if (b) {
-		uint64_t in = arl_load_relaxed(&r->input_tokens);
-		uint64_t out = arl_load_relaxed(&r->output_tokens);
-
-		for (i = 0; i < b->nlimits; i++) {
-			struct arl_shm_limit *l = &b->limits[i];
-			uint64_t reserved = arl_impl_units(l->unit, in, out);
-			uint64_t actual = arl_impl_actual_units(l, usage, reserved);
-
-			arl_impl_settle_limit(l, b->flags, reserved, actual, now, &b->stats,
-					      l->unit == ARL_UNIT_TOKENS);
-		}
-		if (known) {
-			arl_add_relaxed(&b->stats.released, 1);
-		} else {
-			arl_add_relaxed(&b->stats.fallback_releases, 1);
-			arl_add_relaxed(&b->stats.fallback_tokens, arl_impl_sat_add(in, out));
-		}
-		arl_impl_give_back(r, b, ARL_MARK_INFLIGHT, now);
-	}
+	for (c = 0; c < chain.n; c++)
+		if (chain.bucket[c])
+			arl_impl_settle_bucket(chain.bucket[c], r, usage, now);
+	arl_impl_give_back(r, &chain, ARL_MARKS_INFLIGHT, now);
 	arl_impl_free_slot(arl, r, word);
-	if (b)
-		arl_impl_wake_bucket(b);
+	arl_impl_wake_chain(&chain);
 	return 0;
 }
 
 /*
  * Cancels a reservation whose request was never sent: the request, the
- * tokens and the in-flight slot all come back. Returns 0, or ARL_ESTALE
- * when it was already released, canceled or reclaimed.
+ * tokens and the in-flight slots all come back, on every bucket of the
+ * chain. Returns 0, or ARL_ESTALE when it was already released, canceled
+ * or reclaimed.
  */
 ARL_API int arl_cancel(struct arl *arl, const struct arl_reservation *res)
 {
+	struct arl_impl_chain chain;
 	struct arl_shm_reservation *r;
-	struct arl_shm_bucket *b = NULL;
 	uint64_t word;
+	uint32_t c;
 
 	if (!arl || !res)
 		return ARL_EINVAL;
 	if (arl->read_only)
 		return ARL_EROFS;
-	r = arl_impl_begin_release(arl, res, &word, &b);
+	r = arl_impl_begin_release(arl, res, &word, &chain);
 	if (!r)
 		return ARL_ESTALE;
-	if (b) {
-		arl_impl_give_back(r, b, ~0u, arl_now(arl));
-		arl_add_relaxed(&b->stats.canceled, 1);
-	}
+	arl_impl_give_back(r, &chain, ~0u, arl_now(arl));
+	for (c = 0; c < chain.n; c++)
+		if (chain.bucket[c])
+			arl_add_relaxed(&chain.bucket[c]->stats.canceled, 1);
 	arl_impl_free_slot(arl, r, word);
-	if (b)
-		arl_impl_wake_bucket(b);
+	arl_impl_wake_chain(&chain);
 	return 0;
 }
 
@@ -1835,6 +2221,7 @@ struct arl_limit_stats {
 	uint64_t amount;
 	uint64_t window_ns;
 	uint64_t burst;
+	uint32_t headroom_permille;
 	uint64_t available; /* units that would be granted now */
 };
 
@@ -1850,7 +2237,8 @@ struct arl_bucket_stats {
 	uint64_t granted, granted_tokens, rejected, waited_ns;
 	uint64_t released, refunded_tokens, overage_tokens;
 	uint64_t fallback_releases, fallback_tokens, canceled;
-	uint64_t reclaimed_dead, reclaimed_idle, errors;
+	uint64_t reclaimed_dead, reclaimed_idle, errors, inflight_repaired;
+	uint32_t queued; /* waiters in the FIFO queue */
 };
 
 /* Units of a limit available at now: (tolerance - (tat - now)) / cost(1). */
@@ -1865,7 +2253,7 @@ ARL_API uint64_t arl_impl_available(const struct arl_shm_limit *l, uint64_t now)
 	if (l->window_ns == 0)
 		return 0;
 	units = (u128)free_ns * l->amount / l->window_ns;
-	return units > l->burst ? l->burst : (uint64_t)units;
+	return units > l->usable_burst ? l->usable_burst : (uint64_t)units;
 }
 
 /* Fills a snapshot of a bucket's configuration, availability and counters.
@@ -1895,6 +2283,7 @@ ARL_API int arl_bucket_stats(const struct arl *arl, struct arl_bucket bucket,
 		out->limits[i].amount = b->limits[i].amount;
 		out->limits[i].window_ns = b->limits[i].window_ns;
 		out->limits[i].burst = b->limits[i].burst;
+		out->limits[i].headroom_permille = b->limits[i].headroom_permille;
 		out->limits[i].available = arl_impl_available(&b->limits[i], now);
 	}
 	s = &b->stats;
@@ -1911,6 +2300,8 @@ ARL_API int arl_bucket_stats(const struct arl *arl, struct arl_bucket bucket,
 	out->reclaimed_dead = arl_load_relaxed(&s->reclaimed_dead);
 	out->reclaimed_idle = arl_load_relaxed(&s->reclaimed_idle);
 	out->errors = arl_load_relaxed(&s->errors);
+	out->inflight_repaired = arl_load_relaxed(&s->inflight_repaired);
+	out->queued = arl_load_relaxed(&b->queue_tail) - arl_load_relaxed(&b->queue_head);
 	return 0;
 }
 
@@ -1976,9 +2367,13 @@ ARL_API int arl_test_clock_set(struct arl *arl, uint64_t now_ns)
 	/* Paired with the acquire load in arl_now(). */
 	arl_store_release(&arl->header->test_clock_ns, now_ns);
 	buckets = arl_impl_buckets(arl);
-	for (i = 0; i < arl->header->bucket_capacity; i++)
-		if (arl_load_acquire(&buckets[i].state) == ARL_BUCKET_LIVE)
-			arl_impl_wake_bucket(&buckets[i]);
+	for (i = 0; i < arl->header->bucket_capacity; i++) {
+		if (arl_load_acquire(&buckets[i].state) != ARL_BUCKET_LIVE)
+			continue;
+		arl_impl_wake_bucket(&buckets[i]);
+		/* Queued waiters check their deadlines against the new time. */
+		arl_impl_futex(&buckets[i].queue_head, FUTEX_WAKE, INT_MAX, NULL);
+	}
 	return 0;
 }
 

@@ -100,9 +100,9 @@ void arld_config_defaults(struct arld_config *config)
 	snprintf(spec->name, sizeof(spec->name), "default");
 	spec->config.name = spec->name;
 	spec->config.nlimits = 2;
-	spec->config.limits[0] = (struct arl_limit_config){ARL_UNIT_REQUESTS, 500, 60000000000ull, 0};
+	spec->config.limits[0] = (struct arl_limit_config){ARL_UNIT_REQUESTS, 500, 60000000000ull, 0, 0};
 	spec->config.limits[1] =
-		(struct arl_limit_config){ARL_UNIT_TOKENS, 30000, 60000000000ull, 0};
+		(struct arl_limit_config){ARL_UNIT_TOKENS, 30000, 60000000000ull, 0, 0};
 	spec->config.max_inflight = 64;
 	config->buckets = spec;
 	config->nbuckets = 1;
@@ -193,13 +193,41 @@ static struct arld_bucket_spec *bucket_spec(struct load_state *st, const char *n
 	return &grown[c->nbuckets++];
 }
 
-/* Parses "<unit>_per_<window>" or "<unit>_per_<window>_burst". */
+/* Parses a percentage with at most one decimal ("5%", "2.5%") into per
+ * mille, below 100%. Returns 0 or -1. */
+static int parse_permille(const char *text, uint32_t *out)
+{
+	uint64_t whole = 0, tenths = 0;
+	char digits[8];
+	size_t len = strspn(text, "0123456789");
+	const char *p = text + len;
+
+	if (len == 0 || len > 2)
+		return -1;
+	memcpy(digits, text, len);
+	digits[len] = '\0';
+	if (parse_u64(digits, 99, &whole) != 0)
+		return -1;
+	if (*p == '.') {
+		if (p[1] < '0' || p[1] > '9')
+			return -1;
+		tenths = (uint64_t)(p[1] - '0');
+		p += 2;
+	}
+	if (strcmp(p, "%") != 0)
+		return -1;
+	*out = (uint32_t)(whole * 10 + tenths);
+	return 0;
+}
+
+/* Parses "<unit>_per_<window>", with an optional "_burst" or "_headroom". */
 static int limit_key(struct load_state *st, const char *section, struct arl_bucket_config *bc,
 		     const char *key, const char *value)
 {
 	char unit_name[32], window_name[32];
-	bool is_burst = false;
-	uint64_t n;
+	bool is_burst = false, is_headroom = false;
+	uint32_t permille = 0;
+	uint64_t n = 0;
 	size_t u, w;
 	uint32_t i;
 	int matched;
@@ -212,6 +240,10 @@ static int limit_key(struct load_state *st, const char *section, struct arl_buck
 	if (strlen(window_name) > 6 && strcmp(window_name + strlen(window_name) - 6, "_burst") == 0) {
 		window_name[strlen(window_name) - 6] = '\0';
 		is_burst = true;
+	} else if (strlen(window_name) > 9 &&
+		   strcmp(window_name + strlen(window_name) - 9, "_headroom") == 0) {
+		window_name[strlen(window_name) - 9] = '\0';
+		is_headroom = true;
 	}
 	for (u = 0; u < 4 && strcmp(units[u].prefix, unit_name) != 0; u++)
 		;
@@ -219,8 +251,13 @@ static int limit_key(struct load_state *st, const char *section, struct arl_buck
 		;
 	if (u == 4 || w == 4)
 		return -1;
-	if (parse_u64(value, ARL_MAX_TOKENS, &n) != 0 || n == 0)
+	if (is_headroom) {
+		if (parse_permille(value, &permille) != 0)
+			return fail(st, section, key, value,
+				    "a percentage below 100 with at most one decimal, like 5% or 2.5%");
+	} else if (parse_u64(value, ARL_MAX_TOKENS, &n) != 0 || n == 0) {
 		return fail(st, section, key, value, "a positive whole number");
+	}
 
 	for (i = 0; i < bc->nlimits; i++)
 		if (bc->limits[i].unit == units[u].unit && bc->limits[i].window_ns == windows[w].ns)
@@ -232,9 +269,12 @@ static int limit_key(struct load_state *st, const char *section, struct arl_buck
 				 ARL_MAX_LIMITS);
 			return 0;
 		}
-		bc->limits[bc->nlimits++] = (struct arl_limit_config){units[u].unit, 0, windows[w].ns, 0};
+		bc->limits[bc->nlimits++] =
+			(struct arl_limit_config){units[u].unit, 0, windows[w].ns, 0, 0};
 	}
-	if (is_burst)
+	if (is_headroom)
+		bc->limits[i].headroom_permille = permille;
+	else if (is_burst)
 		bc->limits[i].burst = n;
 	else
 		bc->limits[i].amount = n;
@@ -319,7 +359,8 @@ static int check_buckets(struct load_state *st)
 		for (j = 0; j < bc->nlimits; j++)
 			if (bc->limits[j].amount == 0) {
 				snprintf(st->error, st->error_size,
-					 "bucket %s: a burst is set for a limit with no amount",
+					 "bucket %s: a burst or headroom is set for a limit with "
+					 "no amount",
 					 bc->name);
 				return -1;
 			}

@@ -15,6 +15,7 @@
  *   requests_per_minute = 500   ; <unit>_per_<window>: unit requests, tokens,
  *   tokens_per_minute = 30000   ;   input_tokens or output_tokens; window second,
  *   tokens_per_minute_burst = 40000 ; minute, hour or day; up to 4 limits
+ *   tokens_per_minute_headroom = 5% ; share of a limit never granted
  *   max_inflight = 64           ; 0: no cap
  *   refund = yes                ; no: unused tokens never come back
  *   overage = charge            ; ignore: usage above the estimate is not charged

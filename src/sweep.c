@@ -34,7 +34,7 @@ static void describe(struct arl *arl, const struct arl_shm_reservation *r, uint6
 	if (owner != 0 && owner <= arl->header->process_capacity)
 		ev->owner_pid = arl_load_relaxed(&arl_impl_processes(arl)[owner - 1].pid);
 	if (b)
-		memcpy(ev->bucket, b->name, ARL_NAME_MAX);
+		memcpy(ev->bucket, b->name, ARL_NAME_MAX); /* the chain's first bucket */
 	ev->tokens = arl_impl_sat_add(arl_load_relaxed(&r->input_tokens),
 				      arl_load_relaxed(&r->output_tokens));
 	ev->request_id = arl_load_relaxed(&r->request_id);
@@ -44,32 +44,34 @@ static void describe(struct arl *arl, const struct arl_shm_reservation *r, uint6
  * Finishes a slot this sweeper moved to RECLAIMING. A slot that was only
  * CLAIMED never sent its request, so every charge it holds comes back; from
  * any later state the request may have reached the provider, so only the
- * in-flight slot comes back and the tokens stay charged (actual = reserved).
+ * in-flight slots come back and the tokens stay charged (actual = reserved).
  */
 static void finish_reclaim(struct arl *arl, struct arl_shm_reservation *r, uint64_t word,
 			   uint32_t old_state, enum arl_reclaim_reason reason)
 {
-	struct arl_shm_bucket *b = arl_impl_bucket(arl, arl_load_relaxed(&r->bucket_index),
-						   arl_load_relaxed(&r->bucket_gen));
-	uint64_t now = arl_now(arl);
+	struct arl_impl_chain chain;
+	uint64_t tokens = arl_impl_sat_add(arl_load_relaxed(&r->input_tokens),
+					   arl_load_relaxed(&r->output_tokens));
+	uint32_t c;
 
-	if (b) {
-		uint32_t mask = old_state == ARL_RES_CLAIMED ? ~0u : ARL_MARK_INFLIGHT;
+	arl_impl_resolve_chain(arl, r, &chain);
+	arl_impl_give_back(r, &chain, old_state == ARL_RES_CLAIMED ? ~0u : ARL_MARKS_INFLIGHT,
+			   arl_now(arl));
+	for (c = 0; c < chain.n; c++) {
+		struct arl_shm_bucket *b = chain.bucket[c];
 
-		arl_impl_give_back(r, b, mask, now);
+		if (!b)
+			continue;
 		if (old_state == ARL_RES_COMMITTED) {
 			arl_add_relaxed(&b->stats.fallback_releases, 1);
-			arl_add_relaxed(&b->stats.fallback_tokens,
-					arl_impl_sat_add(arl_load_relaxed(&r->input_tokens),
-							 arl_load_relaxed(&r->output_tokens)));
+			arl_add_relaxed(&b->stats.fallback_tokens, tokens);
 		}
 		arl_add_relaxed(reason == ARL_RECLAIM_IDLE ? &b->stats.reclaimed_idle
 							   : &b->stats.reclaimed_dead,
 				1);
 	}
 	arl_impl_free_slot(arl, r, word);
-	if (b)
-		arl_impl_wake_bucket(b);
+	arl_impl_wake_chain(&chain);
 }
 
 /* Decides whether a slot must be reclaimed, and why. Returns 0 to leave it. */
@@ -124,7 +126,10 @@ static void sweep_slot(struct arl *arl, const struct arl_sweep_options *opt, uin
 	if (state != ARL_RES_RECLAIMING &&
 	    !arl_cas(&r->word, &word, reclaiming, __ATOMIC_ACQUIRE))
 		return;
-	describe(arl, r, word, arl_impl_bucket(arl, r->bucket_index, r->bucket_gen), &ev);
+	describe(arl, r, word,
+		 arl_impl_bucket(arl, arl_load_relaxed(&r->bucket_index[0]),
+				 arl_load_relaxed(&r->bucket_gen[0])),
+		 &ev);
 	ev.reason = (enum arl_reclaim_reason)reason;
 	ev.idle_ns = arl_impl_sat_sub(now, arl_load_relaxed(&r->last_activity_ns));
 	finish_reclaim(arl, r, reclaiming, state, ev.reason);
@@ -159,25 +164,116 @@ static void sweep_processes(struct arl *arl, uint8_t *cache, const uint32_t *ref
 	}
 }
 
+/*
+ * Resets the in-flight count of a bucket that no reservation references. A
+ * client killed between clearing its slot's in-flight mark and decrementing
+ * the count leaves the count one too high for ever; with no live slot on
+ * the bucket, the true count is 0. The count is read before and after the
+ * scan and reset by CAS from that value, so a reservation that arrives
+ * meanwhile (its slot claimed before it counts) makes the reset fail.
+ */
+static void repair_inflight(struct arl_shm_bucket *b, uint32_t before, uint32_t referencing,
+			    struct arl_sweep_result *res)
+{
+	uint32_t now = arl_load_acquire(&b->inflight);
+
+	if (referencing != 0 || now == 0 || now != before)
+		return;
+	if (arl_cas(&b->inflight, &now, 0u, __ATOMIC_RELAXED)) {
+		arl_add_relaxed(&b->stats.inflight_repaired, 1);
+		res->inflight_repaired++;
+	}
+}
+
+/*
+ * Skips a dead waiter at the head of a bucket's wait queue. The next waiter
+ * skips dead ones behind the head itself; only a waiter that died while it
+ * was the head, or between taking its ticket and writing it, needs the
+ * sweeper. An unwritten head is skipped once it stayed so for a whole sweep.
+ */
+static void unblock_queue(struct arl *arl, struct arl_shm_bucket *b, struct arl_sweep_result *res)
+{
+	uint32_t head = arl_load_acquire(&b->queue_head);
+	uint64_t entry;
+	bool dead;
+
+	if (head == arl_load_acquire(&b->queue_tail)) {
+		arl_store_relaxed(&b->queue_stall_seen, 0u);
+		return;
+	}
+	entry = arl_load_acquire(&b->queue[head % ARL_QUEUE_SLOTS]);
+	if ((uint32_t)entry == head) {
+		dead = (uint32_t)(entry >> 56) == ARL_WAITER_ABANDONED ||
+		       !arl_impl_waiter_alive(arl, entry);
+	} else {
+		dead = arl_load_relaxed(&b->queue_stall_seen) &&
+		       arl_load_relaxed(&b->queue_stall_head) == head;
+		arl_store_relaxed(&b->queue_stall_head, head);
+		arl_store_relaxed(&b->queue_stall_seen, 1u);
+	}
+	if (!dead)
+		return;
+	arl_impl_queue_advance(arl, b, head);
+	arl_store_relaxed(&b->queue_stall_seen, 0u);
+	res->waiters_skipped++;
+}
+
+static void sweep_buckets(struct arl *arl, const uint32_t *inflight_before,
+			  const uint32_t *referencing, struct arl_sweep_result *res)
+{
+	struct arl_shm_bucket *buckets = arl_impl_buckets(arl);
+	uint32_t i;
+
+	for (i = 0; i < arl->header->bucket_capacity; i++) {
+		if (arl_load_acquire(&buckets[i].state) != ARL_BUCKET_LIVE)
+			continue;
+		repair_inflight(&buckets[i], inflight_before[i], referencing[i], res);
+		unblock_queue(arl, &buckets[i], res);
+	}
+}
+
+/* Counts, per bucket, the slots that reference it in any state but FREE. */
+static void count_references(struct arl *arl, const struct arl_shm_reservation *r,
+			     uint32_t *referencing)
+{
+	uint32_t c, n = arl_load_relaxed(&r->nbuckets);
+
+	if (arl_impl_res_state(arl_load_acquire(&r->word)) == ARL_RES_FREE)
+		return;
+	for (c = 0; c < n && c < ARL_MAX_CHAIN; c++) {
+		uint32_t index = arl_load_relaxed(&r->bucket_index[c]);
+
+		if (index < arl->header->bucket_capacity)
+			referencing[index]++;
+	}
+}
+
 int arl_sweep(struct arl *arl, const struct arl_sweep_options *options,
 	      struct arl_sweep_result *result)
 {
 	struct arl_shm_reservation *slots;
-	uint32_t cap_p, i, *referenced;
-	uint8_t *cache;
+	uint32_t cap_p, cap_b, i, *referenced = NULL, *inflight_before = NULL, *referencing = NULL;
+	uint8_t *cache = NULL;
 	uint64_t now;
+	int rc;
 
 	if (!arl || !options || !result || arl->read_only)
 		return ARL_EINVAL;
 	memset(result, 0, sizeof(*result));
 	cap_p = arl->header->process_capacity;
+	cap_b = arl->header->bucket_capacity;
 	cache = calloc(cap_p, 1);
 	referenced = calloc(cap_p, sizeof(*referenced));
-	if (!cache || !referenced) {
-		free(cache);
-		free(referenced);
-		return ARL_ENOMEM;
+	inflight_before = calloc(cap_b, sizeof(*inflight_before));
+	referencing = calloc(cap_b, sizeof(*referencing));
+	if (!cache || !referenced || !inflight_before || !referencing) {
+		rc = ARL_ENOMEM;
+		goto out;
 	}
+
+	/* In-flight counts before the scan, for repair_inflight(). */
+	for (i = 0; i < cap_b; i++)
+		inflight_before[i] = arl_load_acquire(&arl_impl_buckets(arl)[i].inflight);
 
 	slots = arl_impl_reservations(arl);
 	now = arl_now(arl);
@@ -190,12 +286,17 @@ int arl_sweep(struct arl *arl, const struct arl_sweep_options *options,
 		owner = arl_impl_res_owner(word);
 		if (arl_impl_res_state(word) != ARL_RES_FREE && owner != 0 && owner <= cap_p)
 			referenced[owner - 1]++;
+		count_references(arl, &slots[i], referencing);
 	}
 	sweep_processes(arl, cache, referenced, result);
-
+	sweep_buckets(arl, inflight_before, referencing, result);
+	rc = 0;
+out:
 	free(cache);
 	free(referenced);
-	return 0;
+	free(inflight_before);
+	free(referencing);
+	return rc;
 }
 
 void arl_sweep_publish(struct arl *arl)

@@ -40,6 +40,8 @@ struct arl_sweep_result {
 	uint32_t reclaimed_idle;    /* reservations idle past the TTL */
 	uint32_t processes_cleared; /* dead process entries freed */
 	uint32_t anomalies;	    /* slots with values no client writes */
+	uint32_t inflight_repaired; /* buckets whose in-flight count was reset */
+	uint32_t waiters_skipped;   /* dead waiters skipped at a queue's head */
 };
 
 /*

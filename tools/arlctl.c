@@ -282,8 +282,8 @@ static bool read_slot(const struct arl *arl, uint32_t i, uint64_t now, struct sl
 	v->gen = arl_impl_res_gen(word);
 	if (owner != 0 && owner <= arl->header->process_capacity)
 		v->pid = arl_load_relaxed(&arl_impl_processes(arl)[owner - 1].pid);
-	b = arl_impl_bucket(arl, arl_load_relaxed(&r->bucket_index),
-			    arl_load_relaxed(&r->bucket_gen));
+	b = arl_impl_bucket(arl, arl_load_relaxed(&r->bucket_index[0]),
+			    arl_load_relaxed(&r->bucket_gen[0]));
 	snprintf(v->bucket, sizeof(v->bucket), "%s", b ? b->name : "(removed)");
 	v->input = arl_load_relaxed(&r->input_tokens);
 	v->output = arl_load_relaxed(&r->output_tokens);

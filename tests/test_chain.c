@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Chains of buckets (a model bucket and its account bucket): all or nothing
+ * across every limit of every bucket, the exact retry time of a whole chain,
+ * refunds and cancels on every bucket, and headroom.
+ */
+#include "testutil.h"
+
+static struct arl_bucket tokens_bucket(struct arl *arl, const char *name, uint64_t tpm,
+				       uint32_t headroom_permille)
+{
+	struct arl_bucket_config c;
+	struct arl_bucket b;
+
+	memset(&c, 0, sizeof(c));
+	c.name = name;
+	c.nlimits = 1;
+	c.limits[0].unit = ARL_UNIT_TOKENS;
+	c.limits[0].amount = tpm;
+	c.limits[0].window_ns = MINUTE_NS;
+	c.limits[0].headroom_permille = headroom_permille;
+	ck_assert_int_eq(arl_bucket_create(arl, &c, &b), 0);
+	return b;
+}
+
+static int reserve_chain(struct arl *arl, const struct arl_bucket *chain, uint32_t n,
+			 uint64_t tokens, struct arl_reservation *res)
+{
+	struct arl_request req = {tokens, 0, 0};
+
+	return arl_reserve_chain(arl, chain, n, &req, res);
+}
+
+START_TEST(chain_charges_every_bucket)
+{
+	char name[64];
+	struct arl *arl;
+	struct arl_bucket chain[2];
+	struct arl_reservation res;
+
+	test_segment_name(name, sizeof(name), "chain-both");
+	arl = test_create(name, 16);
+	chain[0] = tokens_bucket(arl, "model", 1000, 0);
+	chain[1] = tokens_bucket(arl, "account", 5000, 0);
+
+	ck_assert_int_eq(reserve_chain(arl, chain, 2, 300, &res), 0);
+	ck_assert_uint_eq(test_available(arl, chain[0], 0), 700);
+	ck_assert_uint_eq(test_available(arl, chain[1], 0), 4700);
+	ck_assert_uint_eq(test_stats(arl, chain[0]).inflight, 1);
+	ck_assert_uint_eq(test_stats(arl, chain[1]).inflight, 1);
+
+	arl_detach(arl);
+	shm_unlink(name);
+}
+END_TEST
+
+START_TEST(refused_chain_charges_nothing)
+{
+	char name[64];
+	struct arl *arl;
+	struct arl_bucket chain[2];
+	struct arl_reservation drain, res;
+
+	test_segment_name(name, sizeof(name), "chain-none");
+	arl = test_create(name, 16);
+	chain[0] = tokens_bucket(arl, "model", 1000, 0);
+	chain[1] = tokens_bucket(arl, "account", 1000, 0);
+	/* Another model drains the shared account bucket to 100 tokens. */
+	ck_assert_int_eq(test_reserve(arl, chain[1], 900, &drain), 0);
+
+	ck_assert_int_eq(reserve_chain(arl, chain, 2, 300, &res), ARL_EAGAIN);
+	ck_assert_uint_eq(test_available(arl, chain[0], 0), 1000);
+	ck_assert_uint_eq(test_available(arl, chain[1], 0), 100);
+	ck_assert_uint_eq(test_stats(arl, chain[0]).inflight, 0);
+	ck_assert_uint_eq(test_stats(arl, chain[1]).inflight, 1);
+
+	arl_detach(arl);
+	shm_unlink(name);
+}
+END_TEST
+
+START_TEST(chain_retry_time_is_latest_fit)
+{
+	char name[64];
+	struct arl *arl;
+	struct arl_bucket chain[2];
+	struct arl_reservation a, b, res;
+	uint64_t start;
+
+	test_segment_name(name, sizeof(name), "chain-retry");
+	arl = test_create(name, 16);
+	chain[0] = tokens_bucket(arl, "model", 600, 0);	  /* 1 token per 100 ms */
+	chain[1] = tokens_bucket(arl, "account", 6000, 0); /* 1 token per 10 ms */
+	start = arl_now(arl);
+	ck_assert_int_eq(test_reserve(arl, chain[0], 600, &a), 0);  /* model empty */
+	ck_assert_int_eq(test_reserve(arl, chain[1], 6000, &b), 0); /* account empty */
+
+	/* 50 tokens: the model needs 5 s, the account 0.5 s; the chain 5 s. */
+	ck_assert_int_eq(reserve_chain(arl, chain, 2, 50, &res), ARL_EAGAIN);
+	ck_assert_uint_eq(res.retry_at_ns, start + 5 * NS_PER_S);
+	ck_assert_int_eq(arl_test_clock_set(arl, start + 5 * NS_PER_S - 1), 0);
+	ck_assert_int_eq(reserve_chain(arl, chain, 2, 50, &res), ARL_EAGAIN);
+	ck_assert_int_eq(arl_test_clock_set(arl, start + 5 * NS_PER_S), 0);
+	ck_assert_int_eq(reserve_chain(arl, chain, 2, 50, &res), 0);
+
+	arl_detach(arl);
+	shm_unlink(name);
+}
+END_TEST
+
+START_TEST(four_bucket_chain_release_and_cancel)
+{
+	char name[64], bucket_name[16];
+	struct arl *arl;
+	struct arl_bucket chain[4];
+	struct arl_reservation res;
+	struct arl_usage usage = test_usage(100);
+	int i;
+
+	test_segment_name(name, sizeof(name), "chain-four");
+	arl = test_create(name, 16);
+	for (i = 0; i < 4; i++) {
+		snprintf(bucket_name, sizeof(bucket_name), "level%d", i);
+		chain[i] = tokens_bucket(arl, bucket_name, 1000 * (uint64_t)(i + 1), 0);
+	}
+
+	ck_assert_int_eq(reserve_chain(arl, chain, 4, 400, &res), 0);
+	ck_assert_int_eq(arl_release(arl, &res, &usage), 0);
+	for (i = 0; i < 4; i++) {
+		ck_assert_uint_eq(test_available(arl, chain[i], 0), 1000 * (uint64_t)(i + 1) - 100);
+		ck_assert_uint_eq(test_stats(arl, chain[i]).refunded_tokens, 300);
+		ck_assert_uint_eq(test_stats(arl, chain[i]).inflight, 0);
+	}
+
+	ck_assert_int_eq(reserve_chain(arl, chain, 4, 400, &res), 0);
+	ck_assert_int_eq(arl_cancel(arl, &res), 0);
+	for (i = 0; i < 4; i++) {
+		ck_assert_uint_eq(test_available(arl, chain[i], 0), 1000 * (uint64_t)(i + 1) - 100);
+		ck_assert_uint_eq(test_stats(arl, chain[i]).canceled, 1);
+	}
+
+	arl_detach(arl);
+	shm_unlink(name);
+}
+END_TEST
+
+START_TEST(chain_arguments_are_checked)
+{
+	char name[64];
+	struct arl *arl;
+	struct arl_bucket chain[5];
+	struct arl_reservation res;
+	int i;
+
+	test_segment_name(name, sizeof(name), "chain-args");
+	arl = test_create(name, 16);
+	chain[0] = tokens_bucket(arl, "a", 1000, 0);
+	for (i = 1; i < 5; i++)
+		chain[i] = chain[0];
+
+	ck_assert_int_eq(reserve_chain(arl, chain, 0, 1, &res), ARL_EINVAL);
+	ck_assert_int_eq(reserve_chain(arl, chain, 5, 1, &res), ARL_EINVAL);
+	ck_assert_int_eq(reserve_chain(arl, NULL, 1, 1, &res), ARL_EINVAL);
+	/* The same bucket twice would charge it twice. */
+	ck_assert_int_eq(reserve_chain(arl, chain, 2, 1, &res), ARL_EINVAL);
+	ck_assert_uint_eq(test_available(arl, chain[0], 0), 1000);
+
+	arl_detach(arl);
+	shm_unlink(name);
+}
+END_TEST
+
+START_TEST(headroom_keeps_share_unused)
+{
+	char name[64];
+	struct arl *arl;
+	struct arl_bucket b;
+	struct arl_reservation res;
+
+	test_segment_name(name, sizeof(name), "headroom");
+	arl = test_create(name, 16);
+	b = tokens_bucket(arl, "h", 1000, 100); /* 10% headroom: 900 usable */
+
+	ck_assert_uint_eq(test_available(arl, b, 0), 900);
+	ck_assert_int_eq(test_reserve(arl, b, 901, &res), ARL_ENEVERFITS);
+	ck_assert_int_eq(test_reserve(arl, b, 900, &res), 0);
+	ck_assert_int_eq(test_reserve(arl, b, 1, &res), ARL_EAGAIN);
+
+	/* A refund after a full refill stops at the usable part too. */
+	test_advance(arl, 2 * MINUTE_NS);
+	ck_assert_uint_eq(test_available(arl, b, 0), 900);
+
+	arl_detach(arl);
+	shm_unlink(name);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *suite = suite_create("chain");
+	TCase *tc = tcase_create("chain");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, chain_charges_every_bucket);
+	tcase_add_test(tc, refused_chain_charges_nothing);
+	tcase_add_test(tc, chain_retry_time_is_latest_fit);
+	tcase_add_test(tc, four_bucket_chain_release_and_cancel);
+	tcase_add_test(tc, chain_arguments_are_checked);
+	tcase_add_test(tc, headroom_keeps_share_unused);
+	suite_add_tcase(suite, tc);
+	return test_run(suite);
+}
