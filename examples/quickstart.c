@@ -14,11 +14,16 @@ int main(void)
 	/* Estimate: 300 prompt tokens plus max_tokens = 500. */
 	struct arl_request req = {300, 500, 1};
 	struct arl_usage usage = {ARL_USAGE_TOTAL, 0, 0, 0, 0};
+	struct arl_attach_options opts;
+	char error[256] = "";
 	int rc;
 
-	rc = arl_attach(&arl, NULL); /* $ARL_SHM, else /arl */
+	memset(&opts, 0, sizeof(opts)); /* segment: $ARL_SHM, else /arl */
+	opts.error = error;
+	opts.error_size = sizeof(error);
+	rc = arl_attach(&arl, &opts);
 	if (rc != 0) {
-		fprintf(stderr, "attach: %s\n", arl_strerror(rc));
+		fprintf(stderr, "quickstart: %s\n", error[0] ? error : arl_strerror(rc));
 		return 1;
 	}
 	rc = arl_bucket_find(arl, "default", &bucket);
@@ -26,7 +31,7 @@ int main(void)
 		/* Wait up to 10 s for the quota to have room. */
 		rc = arl_reserve_wait(arl, bucket, &req, arl_now(arl) + 10000000000ull, &res);
 	if (rc != 0) {
-		fprintf(stderr, "reserve: %s\n", arl_strerror(rc));
+		fprintf(stderr, "quickstart: bucket default: %s\n", arl_strerror(rc));
 		arl_detach(arl);
 		return 1;
 	}

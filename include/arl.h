@@ -730,7 +730,7 @@ ARL_API int arl_impl_create(const char *name, const struct arl_attach_options *o
 	uint64_t size;
 	mode_t mode = opts && opts->mode ? opts->mode : 0600;
 	struct arl_shm_header *h;
-	int fd, rc;
+	int fd = -1, rc;
 
 	memset(&plan, 0, sizeof(plan));
 	size = arl_impl_plan_layout(
@@ -870,7 +870,7 @@ ARL_API int arl_impl_open(const char *name, const struct arl_attach_options *opt
 {
 	bool read_only = opts && (opts->flags & ARL_ATTACH_READ_ONLY);
 	bool create = opts && (opts->flags & ARL_ATTACH_CREATE);
-	int fd, rc;
+	int fd = -1, rc;
 
 	for (;;) {
 		fd = shm_open(name, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
@@ -913,7 +913,7 @@ ARL_API int arl_attach(struct arl **out, const struct arl_attach_options *opts)
 	struct arl_shm_header *h;
 	struct arl *arl;
 	long long size;
-	int fd, rc;
+	int fd = -1, rc;
 
 	if (!out)
 		return ARL_EINVAL;

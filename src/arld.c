@@ -29,8 +29,9 @@ static void usage(FILE *out)
 		"  -c, --config FILE       INI configuration (default: built-in, one bucket\n"
 		"                          \"default\": 500 requests/min, 30000 tokens/min,\n"
 		"                          64 in flight)\n"
-		"  -s, --segment NAME      segment name, overrides the config and ARL_SHM\n"
-		"                          (default /arl)\n"
+		"  -s, --segment NAME      segment name (default /arl); the first of --segment,\n"
+		"                          the config's segment key and $ARL_SHM wins, and\n"
+		"                          clients find the segment through $ARL_SHM\n"
 		"      --check-config FILE validate a configuration file and exit\n"
 		"  -l, --log-level LEVEL   error, warning, info (default) or debug\n"
 		"      --syslog            also log to syslog\n"
@@ -39,7 +40,59 @@ static void usage(FILE *out)
 		"  -h, --help              show this help\n"
 		"\n"
 		"SIGTERM or SIGINT stops arld and leaves the segment in place; a restarted\n"
-		"arld adopts it with every reservation and count intact.\n");
+		"arld adopts it with every reservation and count intact, and keeps the limits\n"
+		"of buckets that already exist (it warns when the configuration differs).\n"
+		"Only one arld supervises a segment at a time.\n"
+		"\n"
+		"Exit status: 0 after a clean stop or a valid --check-config, 1 on a runtime\n"
+		"or configuration error, 2 on invalid options.\n");
+}
+
+/*
+ * Takes the supervisor lock: an OFD lock on byte 2 of the segment, held for
+ * arld's lifetime and dropped by the kernel when it dies, so two arld never
+ * sweep one segment and a restarted arld is not locked out by a dead one.
+ */
+static int take_supervisor_lock(struct arl *arl)
+{
+	if (arl_impl_lock_byte(arl->fd, F_OFD_SETLK, F_WRLCK, 2) == 0)
+		return 0;
+	arl_log(ARL_LOG_ERROR,
+		"segment %s is already supervised by arld pid %d; stop that arld first, or "
+		"give this one another segment with --segment",
+		arl_segment_name(arl), (int)arl_load_relaxed(&arl->header->supervisor_pid));
+	return -1;
+}
+
+/* Warns when a bucket that already exists has limits other than the
+ * configuration's: the live bucket keeps its own. */
+static void compare_bucket(struct arl *arl, const struct arld_bucket_spec *spec)
+{
+	const struct arl_bucket_config *want = &spec->config;
+	struct arl_bucket_stats live;
+	struct arl_bucket handle;
+	bool same;
+	uint32_t i;
+
+	if (arl_bucket_find(arl, spec->name, &handle) != 0 ||
+	    arl_bucket_stats(arl, handle, &live) != 0)
+		return;
+	same = live.nlimits == want->nlimits && live.max_inflight == want->max_inflight &&
+	       live.flags == want->flags;
+	for (i = 0; same && i < want->nlimits; i++) {
+		const struct arl_limit_config *l = &want->limits[i];
+
+		same = live.limits[i].unit == l->unit && live.limits[i].amount == l->amount &&
+		       live.limits[i].window_ns == l->window_ns &&
+		       live.limits[i].burst == (l->burst ? l->burst : l->amount) &&
+		       live.limits[i].headroom_permille == l->headroom_permille;
+	}
+	if (!same)
+		arl_log(ARL_LOG_WARNING,
+			"bucket %s exists with other limits than the configuration; the live "
+			"limits are kept (arlctl buckets shows them); to apply the new ones, stop "
+			"the clients and arld, remove /dev/shm%s and start arld again",
+			spec->name, arl_segment_name(arl));
 }
 
 /* Adds the configured buckets; an existing bucket of the same name is kept
@@ -55,6 +108,7 @@ static int create_buckets(struct arl *arl, const struct arld_config *config)
 		if (rc == ARL_EEXIST) {
 			arl_log(ARL_LOG_INFO, "bucket %s exists; keeping its live state",
 				config->buckets[i].name);
+			compare_bucket(arl, &config->buckets[i]);
 			continue;
 		}
 		if (rc != 0) {
@@ -146,13 +200,29 @@ static void sweep_loop(struct arl *arl, const struct arld_config *config)
 	}
 }
 
-static int check_config_only(const char *path)
+/* Fills the configuration in order of precedence, lowest first: built-in
+ * defaults, $ARL_SHM, the file, then --segment. */
+static int load_config(struct arld_config *config, const char *path, const char *segment,
+		       char *error, size_t error_size)
+{
+	const char *env = getenv("ARL_SHM");
+
+	arld_config_defaults(config);
+	if (env && *env)
+		snprintf(config->segment, sizeof(config->segment), "%s", env);
+	if (path && arld_config_load(config, path, error, error_size) != 0)
+		return -1;
+	if (segment)
+		snprintf(config->segment, sizeof(config->segment), "%s", segment);
+	return 0;
+}
+
+static int check_config_only(const char *path, const char *segment)
 {
 	struct arld_config config;
 	char error[768];
 
-	arld_config_defaults(&config);
-	if (arld_config_load(&config, path, error, sizeof(error)) != 0) {
+	if (load_config(&config, path, segment, error, sizeof(error)) != 0) {
 		fprintf(stderr, "arld: %s\n", error);
 		arld_config_free(&config);
 		return 1;
@@ -196,7 +266,7 @@ int main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *config_path = NULL, *segment = NULL;
+	const char *config_path = NULL, *segment = NULL, *check_path = NULL;
 	struct arld_config config;
 	struct sigaction sa;
 	struct arl *arl;
@@ -212,7 +282,8 @@ int main(int argc, char **argv)
 			segment = optarg;
 			break;
 		case 'C':
-			return check_config_only(optarg);
+			check_path = optarg;
+			break;
 		case 'l':
 			level = arl_log_parse_level(optarg);
 			if (level < 0) {
@@ -241,23 +312,24 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	arld_config_defaults(&config);
-	if (getenv("ARL_SHM") && *getenv("ARL_SHM"))
-		snprintf(config.segment, sizeof(config.segment), "%s", getenv("ARL_SHM"));
-	if (config_path && arld_config_load(&config, config_path, error, sizeof(error)) != 0) {
+	if (check_path)
+		return check_config_only(check_path, segment);
+	if (load_config(&config, config_path, segment, error, sizeof(error)) != 0) {
 		arl_log(ARL_LOG_ERROR, "%s", error);
 		return 1;
 	}
-	if (segment)
-		snprintf(config.segment, sizeof(config.segment), "%s", segment);
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_stop;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 
-	if (attach_segment(&config, &arl) != 0 || create_buckets(arl, &config) != 0)
+	if (attach_segment(&config, &arl) != 0)
 		return 1;
+	if (take_supervisor_lock(arl) != 0 || create_buckets(arl, &config) != 0) {
+		arl_detach(arl);
+		return 1;
+	}
 	arl_store_relaxed(&arl->header->supervisor_pid, (int32_t)getpid());
 	arl_log(ARL_LOG_INFO, "started on segment %s (%u buckets, sweep every %.3f s, "
 			      "reservation_ttl %.0f s)",
@@ -267,8 +339,12 @@ int main(int argc, char **argv)
 	sweep_loop(arl, &config);
 
 	arl_store_relaxed(&arl->header->supervisor_pid, 0);
-	arl_log(ARL_LOG_INFO, "stopping on signal %d; segment %s left in place", (int)stop_signal,
-		config.segment);
+	if (segment_replaced(arl))
+		arl_log(ARL_LOG_INFO, "stopping on signal %d; segment %s was already removed",
+			(int)stop_signal, config.segment);
+	else
+		arl_log(ARL_LOG_INFO, "stopping on signal %d; segment %s left in place",
+			(int)stop_signal, config.segment);
 	arl_detach(arl);
 	arld_config_free(&config);
 	return 0;

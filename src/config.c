@@ -332,10 +332,9 @@ static int bucket_key(struct load_state *st, const char *section, const char *ke
 	return 0;
 }
 
-static int on_entry(void *user, const char *section, const char *key, const char *value)
+static int on_entry_checked(struct load_state *st, const char *section, const char *key,
+			    const char *value)
 {
-	struct load_state *st = user;
-
 	if (strcmp(section, "arld") == 0)
 		return arld_key(st, key, value);
 	if (strncmp(section, "bucket:", 7) == 0)
@@ -344,6 +343,18 @@ static int on_entry(void *user, const char *section, const char *key, const char
 		 "[%s]: unknown section; use [arld] or [bucket:NAME]", section);
 	return 0;
 }
+
+static int on_entry(void *user, const char *section, const char *key, const char *value)
+{
+	struct load_state *st = user;
+
+	/* inih goes on after an error and reports the first bad line, so keep
+	 * the message of that first error. */
+	if (st->error[0])
+		return 1;
+	return on_entry_checked(st, section, key, value);
+}
+
 
 /* Checks each bucket once the whole file is read, and points the configs at
  * their names (realloc may have moved them). */
@@ -356,6 +367,13 @@ static int check_buckets(struct load_state *st)
 		struct arl_bucket_config *bc = &c->buckets[i].config;
 
 		bc->name = c->buckets[i].name;
+		if (bc->nlimits == 0 && bc->max_inflight == 0) {
+			snprintf(st->error, st->error_size,
+				 "bucket %s has no limits; add one such as requests_per_minute "
+				 "or tokens_per_minute, or max_inflight",
+				 bc->name);
+			return -1;
+		}
 		for (j = 0; j < bc->nlimits; j++)
 			if (bc->limits[j].amount == 0) {
 				snprintf(st->error, st->error_size,

@@ -257,7 +257,9 @@ START_TEST(transcript_matches_expected_total)
 	size_t len;
 	size_t split;
 
-	snprintf(path, sizeof(path), "%s/%s", streams_dir, c->file);
+	ck_assert_msg((size_t)snprintf(path, sizeof(path), "%s/%s", streams_dir, c->file) <
+			      sizeof(path),
+		      "path of %s too long", c->file);
 	text = read_file(path, &len);
 	ck_assert_msg(text != NULL, "failed to read %s: %s", path, strerror(errno));
 

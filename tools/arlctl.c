@@ -391,6 +391,7 @@ static int run_listing(const char *command, int argc, char **argv, struct listin
 	int opt;
 
 	optind = 1;
+	opterr = 0; /* getopt would name the command, not arlctl */
 	while ((opt = getopt_long(argc, argv, "jh", options, NULL)) != -1) {
 		if (opt == 'j') {
 			l->json = true;
@@ -398,7 +399,8 @@ static int run_listing(const char *command, int argc, char **argv, struct listin
 			usage(stdout);
 			return 0;
 		} else {
-			fprintf(stderr, "arlctl %s: see arlctl --help\n", command);
+			fprintf(stderr, "arlctl %s: unknown option %s; see arlctl --help\n", command,
+				argv[optind - 1]);
 			return 2;
 		}
 	}
