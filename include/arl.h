@@ -36,6 +36,8 @@
 #include <string.h>
 #include <time.h>
 #include <pthread.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -82,6 +84,7 @@ enum {
 	ARL_EVERSION = -1004,	    /* the segment has another layout version */
 	ARL_ENOTREADY = -1005,	    /* the segment's creator has not finished it */
 	ARL_ESYSTEM = -1006,	    /* a system call failed; errno-detail in the message */
+	ARL_ETIMENS = -1007,	    /* this process reads another monotonic clock */
 };
 
 /* Returns a static English description of an arl error code. */
@@ -126,6 +129,8 @@ ARL_API const char *arl_strerror(int code)
 		return "segment is not ready: its creator has not finished it";
 	case ARL_ESYSTEM:
 		return "system call failed";
+	case ARL_ETIMENS:
+		return "process is in another time namespace than the segment's creator";
 	default:
 		return "unknown arl error";
 	}
@@ -191,6 +196,7 @@ struct arl_shm_header {
 	uint64_t buckets_offset; /* bytes from the segment start */
 	uint64_t reservations_offset;
 	uint64_t processes_offset;
+	int64_t timens_offset_ns; /* creator's CLOCK_MONOTONIC time-namespace offset */
 
 	/* Supervisor state, written by arld. */
 	ARL_ALIGNED int32_t supervisor_pid;
@@ -558,16 +564,28 @@ ARL_API uint64_t arl_now(const struct arl *arl)
 /* Attach flags. */
 #define ARL_ATTACH_CREATE 0x1u	   /* create the segment if the name is free */
 #define ARL_ATTACH_READ_ONLY 0x2u  /* map read-only: listings only */
-#define ARL_ATTACH_TEST_CLOCK 0x4u /* with CREATE: time is a test clock */
+#define ARL_ATTACH_TEST_CLOCK 0x4u	/* with CREATE: time is a test clock */
+#define ARL_ATTACH_EXPECT_OWNER 0x8u	/* the segment's owner must be `owner` */
+#define ARL_ATTACH_EXPECT_GROUP 0x10u	/* group access is through `group` */
 
+/*
+ * The segment's owner must be the expected one, or a squatter could have
+ * created the name first. Without ARL_ATTACH_EXPECT_OWNER, $ARL_SHM_OWNER (a
+ * user name or uid) names it, else this user or root is accepted. The mode
+ * may grant the group access only when a group is expected (through
+ * ARL_ATTACH_EXPECT_GROUP or $ARL_SHM_GROUP, a group name or gid) and is the
+ * segment's group; it never grants other users access.
+ */
 struct arl_attach_options {
 	const char *name; /* NULL: $ARL_SHM, else "/arl" */
 	uint32_t flags;	  /* ARL_ATTACH_* */
+	uid_t owner;	  /* with ARL_ATTACH_EXPECT_OWNER */
+	gid_t group;	  /* with ARL_ATTACH_EXPECT_GROUP; at creation, the group set */
 	/* Creation only; 0 picks the default. */
 	uint32_t bucket_capacity;
 	uint32_t reservation_capacity;
 	uint32_t process_capacity;
-	mode_t mode; /* 0: 0600 */
+	mode_t mode; /* 0: 0600; 0640 or 0660 need a group */
 	/* Optional: a message naming the segment and the failed field. */
 	char *error;
 	size_t error_size;
@@ -648,6 +666,35 @@ ARL_API bool arl_impl_table_fits(uint64_t offset, uint32_t capacity, size_t entr
 	return offset <= size && (uint64_t)capacity * entry <= size - offset;
 }
 
+/* Reads this process's CLOCK_MONOTONIC offset from its time namespace, in
+ * nanoseconds; 0 without time namespaces (no /proc/self/timens_offsets). */
+ARL_API int64_t arl_impl_timens_offset(void)
+{
+	char text[256];
+	const char *line;
+	ssize_t len;
+	int fd = open("/proc/self/timens_offsets", O_RDONLY | O_CLOEXEC);
+	long long sec = 0, nsec = 0;
+
+	if (fd < 0)
+		return 0;
+	len = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (len <= 0)
+		return 0;
+	text[len] = '\0';
+	/* Lines read "monotonic <seconds> <nanoseconds>" (the clock may also
+	 * be given by its number, 1). */
+	line = strstr(text, "monotonic");
+	if (line && sscanf(line, "monotonic %lld %lld", &sec, &nsec) == 2)
+		return (int64_t)(sec * 1000000000ll + nsec);
+	line = strstr(text, "\n1 ");
+	if ((strncmp(text, "1 ", 2) == 0 && sscanf(text, "1 %lld %lld", &sec, &nsec) == 2) ||
+	    (line && sscanf(line + 1, "1 %lld %lld", &sec, &nsec) == 2))
+		return (int64_t)(sec * 1000000000ll + nsec);
+	return 0;
+}
+
 /*
  * Validates every header field against the file size before any offset is
  * trusted. Returns 0 or ARL_EBADSEG / ARL_EVERSION with a message naming
@@ -701,6 +748,12 @@ ARL_API int arl_impl_validate_header(const struct arl_shm_header *h, uint64_t fi
 		(uint64_t)h->reservation_capacity * sizeof(struct arl_shm_reservation);
 	if (h->reservations_offset < b_end || h->processes_offset < r_end)
 		return arl_impl_fail(opts, ARL_EBADSEG, "segment %s: tables overlap", name);
+	if (h->timens_offset_ns != arl_impl_timens_offset())
+		return arl_impl_fail(opts, ARL_ETIMENS,
+				     "segment %s: this process's monotonic clock is offset by a time "
+				     "namespace (%lld ns from the creator's), so its times would not "
+				     "match the segment's; run it in the creator's time namespace",
+				     name, (long long)(arl_impl_timens_offset() - h->timens_offset_ns));
 	if (h->process_capacity > (1u << 24) - 1)
 		return arl_impl_fail(opts, ARL_EBADSEG,
 				     "segment %s: process capacity %u exceeds 16777215", name,
@@ -747,11 +800,26 @@ ARL_API int arl_impl_create(const char *name, const struct arl_attach_options *o
 				     "segment %s: mode %#o grants access to others; use 0600, "
 				     "0640 or 0660",
 				     name, (unsigned)mode);
+	if ((mode & 0070) && !(opts && (opts->flags & ARL_ATTACH_EXPECT_GROUP)))
+		return arl_impl_fail(opts, ARL_EINVAL,
+				     "segment %s: mode %#o gives a group access, but no group is "
+				     "set; configure a group or use 0600",
+				     name, (unsigned)mode);
 
 	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	if (arl_impl_lock_byte(fd, F_OFD_SETLK, F_WRLCK, 0) != 0 || fchmod(fd, mode) != 0) {
+	if (arl_impl_lock_byte(fd, F_OFD_SETLK, F_WRLCK, 0) != 0) {
+		/* A replacer took the new, empty object for a dead creator's
+		 * and will remove it: lose the race and attach afresh. */
+		close(fd);
+		return -EEXIST;
+	}
+	/* fchown and fchmod on the descriptor, so the umask does not matter
+	 * and nobody can swap the object in between. */
+	if ((opts && (opts->flags & ARL_ATTACH_EXPECT_GROUP) &&
+	     fchown(fd, (uid_t)-1, opts->group) != 0) ||
+	    fchmod(fd, mode) != 0) {
 		rc = -errno;
 		goto fail;
 	}
@@ -776,6 +844,7 @@ ARL_API int arl_impl_create(const char *name, const struct arl_attach_options *o
 	plan.layout_signature = arl_impl_layout_signature();
 	plan.segment_size = size;
 	plan.created_ns = arl_impl_monotonic_ns();
+	plan.timens_offset_ns = arl_impl_timens_offset();
 	plan.flags = opts && (opts->flags & ARL_ATTACH_TEST_CLOCK) ? ARL_SEG_TEST_CLOCK : 0;
 	memcpy(h, &plan, sizeof(plan));
 	if (plan.flags & ARL_SEG_TEST_CLOCK)
@@ -846,23 +915,103 @@ ARL_API int arl_impl_wait_ready(const struct arl_shm_header *h, int fd, const ch
 			     name, name);
 }
 
-/* Rejects a segment owned by someone unexpected or open to other users: a
- * squatter could have created the name first. */
+/* Parses a uid or gid given as digits. Returns 0 or -1. */
+ARL_API int arl_impl_parse_id(const char *text, unsigned *out)
+{
+	unsigned long long value = 0;
+	const char *p;
+
+	if (!text || !*text)
+		return -1;
+	for (p = text; *p; p++) {
+		if (*p < '0' || *p > '9' || value > 0xffffffffull / 10)
+			return -1;
+		value = value * 10 + (unsigned)(*p - '0');
+	}
+	if (value > 0xfffffffeull)
+		return -1;
+	*out = (unsigned)value;
+	return 0;
+}
+
+/* Resolves $ARL_SHM_OWNER and $ARL_SHM_GROUP (names or numbers) into the
+ * expectations the attach options did not set. Returns 0 or ARL_EINVAL. */
+ARL_API int arl_impl_expectations(const struct arl_attach_options *opts, bool *has_owner,
+				  uid_t *owner, bool *has_group, gid_t *group, const char *name)
+{
+	const char *env_owner = getenv("ARL_SHM_OWNER");
+	const char *env_group = getenv("ARL_SHM_GROUP");
+	unsigned id;
+
+	*has_owner = opts && (opts->flags & ARL_ATTACH_EXPECT_OWNER);
+	*has_group = opts && (opts->flags & ARL_ATTACH_EXPECT_GROUP);
+	if (*has_owner)
+		*owner = opts->owner;
+	if (*has_group)
+		*group = opts->group;
+	if (!*has_owner && env_owner && *env_owner) {
+		struct passwd pw, *found = NULL;
+		char buf[1024];
+
+		if (arl_impl_parse_id(env_owner, &id) == 0)
+			*owner = (uid_t)id;
+		else if (getpwnam_r(env_owner, &pw, buf, sizeof(buf), &found) == 0 && found)
+			*owner = found->pw_uid;
+		else
+			return arl_impl_fail(opts, ARL_EINVAL,
+					     "segment %s: ARL_SHM_OWNER=%s is not a user name or uid",
+					     name, env_owner);
+		*has_owner = true;
+	}
+	if (!*has_group && env_group && *env_group) {
+		struct group gr, *found = NULL;
+		char buf[1024];
+
+		if (arl_impl_parse_id(env_group, &id) == 0)
+			*group = (gid_t)id;
+		else if (getgrnam_r(env_group, &gr, buf, sizeof(buf), &found) == 0 && found)
+			*group = found->gr_gid;
+		else
+			return arl_impl_fail(opts, ARL_EINVAL,
+					     "segment %s: ARL_SHM_GROUP=%s is not a group name or gid",
+					     name, env_group);
+		*has_group = true;
+	}
+	return 0;
+}
+
+/* Rejects a segment owned by someone unexpected or open wider than the
+ * expected group: a squatter could have created the name first. */
 ARL_API int arl_impl_check_owner(int fd, const char *name, const struct arl_attach_options *opts)
 {
+	bool has_owner, has_group;
+	uid_t owner = 0;
+	gid_t group = 0;
 	struct stat st;
+	int rc;
 
+	rc = arl_impl_expectations(opts, &has_owner, &owner, &has_group, &group, name);
+	if (rc != 0)
+		return rc;
 	if (fstat(fd, &st) != 0)
 		return -errno;
-	if (st.st_uid != geteuid() && st.st_uid != 0)
+	if (has_owner ? st.st_uid != owner : st.st_uid != geteuid() && st.st_uid != 0)
 		return arl_impl_fail(opts, ARL_EACCES,
-				     "segment %s: owned by uid %u, expected this user or root", name,
-				     (unsigned)st.st_uid);
+				     "segment %s: owned by uid %u, expected %s%u; another user may "
+				     "have created the name first: remove it and restart arld",
+				     name, (unsigned)st.st_uid, has_owner ? "uid " : "this user or uid ",
+				     has_owner ? (unsigned)owner : (unsigned)geteuid());
 	if (st.st_mode & 0007)
 		return arl_impl_fail(opts, ARL_EACCES,
 				     "segment %s: mode %#o grants access to other users; remove "
 				     "it and let arld recreate it",
 				     name, (unsigned)(st.st_mode & 0777));
+	if ((st.st_mode & 0070) && (!has_group || st.st_gid != group))
+		return arl_impl_fail(opts, ARL_EACCES,
+				     "segment %s: mode %#o grants group %u access, but %s; set "
+				     "ARL_SHM_GROUP to the group arld was configured with",
+				     name, (unsigned)(st.st_mode & 0777), (unsigned)st.st_gid,
+				     has_group ? "another group is expected" : "no group is expected");
 	return 0;
 }
 
@@ -900,13 +1049,77 @@ ARL_API int arl_impl_open(const char *name, const struct arl_attach_options *opt
 }
 
 /*
+ * Removes a segment name whose creator died before publishing ready, so the
+ * next create starts afresh. The caller's OFD lock on byte 0 keeps a second
+ * replacer (or a late creator) out, and the name is unlinked only if it
+ * still leads to the same object. Returns 0 when the name was removed or
+ * already gone, ARL_ENOTREADY when a live process holds the object.
+ */
+ARL_API int arl_impl_replace_stale(int fd, const char *name)
+{
+	char path[ARL_SHM_NAME_MAX + 16];
+	struct stat by_fd, by_name;
+	uint32_t ready = 0;
+
+	if (arl_impl_lock_byte(fd, F_OFD_SETLK, F_WRLCK, 0) != 0)
+		return ARL_ENOTREADY; /* its creator, or another replacer, is alive */
+	snprintf(path, sizeof(path), "/dev/shm%s", name);
+	if (fstat(fd, &by_fd) != 0 || stat(path, &by_name) != 0 ||
+	    by_fd.st_ino != by_name.st_ino || by_fd.st_dev != by_name.st_dev)
+		return 0; /* already replaced: retry with the new object */
+	if ((size_t)by_fd.st_size >= sizeof(struct arl_shm_header) &&
+	    pread(fd, &ready, sizeof(ready), offsetof(struct arl_shm_header, ready)) ==
+		    sizeof(ready) &&
+	    ready == ARL_READY)
+		return 0; /* finished after all: retry and attach */
+	/* NOTE: between the check above and the unlink, another process could
+	 * replace the name; unlinking its new object would make it start over
+	 * (its attach then fails and is retried), never corrupt a live one. */
+	shm_unlink(name);
+	return 0;
+}
+
+/*
  * Attaches to a segment. Returns 0 and a handle in *out, or a negative code;
  * opts->error, when given, receives a message naming the segment and the
  * field at fault. opts may be NULL for the defaults. Clients never create a
  * segment unless ARL_ATTACH_CREATE is set, so a deleted name is an error
  * rather than a new, empty limiter.
  */
+ARL_API int arl_impl_attach_once(struct arl **out, const struct arl_attach_options *opts,
+				 int *stale_fd);
+
 ARL_API int arl_attach(struct arl **out, const struct arl_attach_options *opts)
+{
+	bool create = opts && (opts->flags & ARL_ATTACH_CREATE);
+	int attempt, rc = ARL_ENOTREADY;
+
+	if (!out)
+		return ARL_EINVAL;
+	for (attempt = 0; attempt < 3; attempt++) {
+		int stale_fd = -1;
+
+		rc = arl_impl_attach_once(out, opts, &stale_fd);
+		if (stale_fd >= 0) {
+			/* A creator died before ready: with ARL_ATTACH_CREATE,
+			 * remove its leftovers and create the segment anew. */
+			int replaced = create ? arl_impl_replace_stale(stale_fd, arl_impl_segment_name(opts))
+					      : ARL_ENOTREADY;
+
+			close(stale_fd);
+			if (replaced == 0)
+				continue;
+		}
+		break;
+	}
+	return rc;
+}
+
+/* One attempt of arl_attach(). When the segment is not ready and its
+ * creator is gone, returns ARL_ENOTREADY and the open descriptor in
+ * *stale_fd for the caller to replace it. */
+ARL_API int arl_impl_attach_once(struct arl **out, const struct arl_attach_options *opts,
+				 int *stale_fd)
 {
 	const char *name = arl_impl_segment_name(opts);
 	bool read_only = opts && (opts->flags & ARL_ATTACH_READ_ONLY);
@@ -930,6 +1143,10 @@ ARL_API int arl_attach(struct arl **out, const struct arl_attach_options *opts)
 	if (rc != 0)
 		goto fail;
 	size = arl_impl_wait_sized(fd, name, opts);
+	if (size == ARL_ENOTREADY && !arl_impl_byte_locked(fd, 0)) {
+		*stale_fd = fd;
+		return ARL_ENOTREADY;
+	}
 	if (size < 0) {
 		rc = (int)size;
 		goto fail;
@@ -942,6 +1159,11 @@ ARL_API int arl_attach(struct arl **out, const struct arl_attach_options *opts)
 		goto fail;
 	}
 	rc = arl_impl_wait_ready(h, fd, name, opts);
+	if (rc == ARL_ENOTREADY && !arl_impl_byte_locked(fd, 0)) {
+		munmap(h, (size_t)size);
+		*stale_fd = fd;
+		return ARL_ENOTREADY;
+	}
 	if (rc == 0)
 		rc = arl_impl_validate_header(h, (uint64_t)size, name, opts);
 	if (rc != 0) {
