@@ -245,6 +245,11 @@ static int attach_segment(const struct arld_config *config, struct arl **arl)
 	opts.reservation_capacity = config->reservation_capacity;
 	opts.process_capacity = config->process_capacity;
 	opts.mode = config->mode;
+	if (config->has_group) {
+		/* Sets the group at creation and expects it at attach. */
+		opts.flags |= ARL_ATTACH_EXPECT_GROUP;
+		opts.group = config->group;
+	}
 	opts.error = error;
 	opts.error_size = sizeof(error);
 	rc = arl_attach(arl, &opts);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "config.h"
 
+#include <grp.h>
 #include <ini.h>
 
 /* State while inih walks a file. */
@@ -162,6 +163,19 @@ static int arld_key(struct load_state *st, const char *key, const char *value)
 		if (strcmp(value, "0600") && strcmp(value, "0640") && strcmp(value, "0660"))
 			return fail(st, "arld", key, value, "0600, 0640 or 0660");
 		c->mode = (mode_t)strtoul(value, NULL, 8);
+		return 1;
+	}
+	if (strcmp(key, "group") == 0) {
+		struct group *gr = getgrnam(value);
+		unsigned id;
+
+		if (gr)
+			c->group = gr->gr_gid;
+		else if (arl_impl_parse_id(value, &id) == 0)
+			c->group = (gid_t)id;
+		else
+			return fail(st, "arld", key, value, "a group name or gid that exists");
+		c->has_group = true;
 		return 1;
 	}
 	snprintf(st->error, st->error_size, "[arld] %s: unknown key", key);
@@ -386,6 +400,12 @@ static int check_buckets(struct load_state *st)
 			snprintf(st->error, st->error_size, "bucket %s: invalid limits", bc->name);
 			return -1;
 		}
+	}
+	if ((c->mode & 0070) && !c->has_group) {
+		snprintf(st->error, st->error_size,
+			 "mode %#o gives a group access but no group is set; add group = NAME",
+			 (unsigned)c->mode);
+		return -1;
 	}
 	if (c->nbuckets > c->bucket_capacity) {
 		snprintf(st->error, st->error_size, "%u buckets declared but buckets = %u",

@@ -7,7 +7,8 @@
  *   buckets = 256               ; table capacities, fixed at creation
  *   reservations = 4096
  *   processes = 1024
- *   mode = 0600                 ; 0600, 0640 or 0660
+ *   mode = 0600                 ; 0600; 0640 or 0660 with a group
+ *   group = arl                 ; group given access (clients set ARL_SHM_GROUP)
  *   sweep_interval = 1s         ; durations: ms, s, m, h; a bare number is seconds
  *   reservation_ttl = 300s      ; idle time after which a reservation is reclaimed
  *
@@ -36,6 +37,8 @@ struct arld_config {
 	uint32_t reservation_capacity;
 	uint32_t process_capacity;
 	mode_t mode;
+	bool has_group;
+	gid_t group;
 	uint64_t sweep_interval_ns;
 	uint64_t reservation_ttl_ns;
 	uint32_t nbuckets;
