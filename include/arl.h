@@ -263,9 +263,12 @@ struct arl_shm_bucket {
 	char name[ARL_NAME_MAX + 1];
 
 	/* Hot words changed by reservations. */
-	ARL_ALIGNED uint32_t inflight; /* live reservations holding a slot */
-	uint32_t wake_seq;	       /* futex word: bumped by releases and refunds */
-	uint32_t waiters;	       /* processes sleeping on wake_seq */
+	/* Live reservations holding an in-flight slot in bits 0-31, and a
+	 * version bumped by every change in bits 32-63, so the sweeper can
+	 * tell an unchanged count from one that moved away and back. */
+	ARL_ALIGNED uint64_t inflight;
+	uint32_t wake_seq; /* futex word: bumped by releases and refunds */
+	uint32_t waiters;  /* processes sleeping on wake_seq */
 
 	/*
 	 * FIFO wait queue of arl_reserve_wait(): each waiter takes a ticket
@@ -1577,21 +1580,42 @@ ARL_API void arl_impl_limit_charge(struct arl_shm_limit *l, uint64_t cost, uint6
 	}
 }
 
+#define ARL_INFLIGHT_VERSION (1ull << 32)
+
+/* Returns the in-flight count of a bucket's in-flight word. */
+ARL_API uint32_t arl_impl_inflight_count(uint64_t word)
+{
+	return (uint32_t)word;
+}
+
+/* Takes an in-flight slot if the cap allows. The release half of acq_rel
+ * pairs with the sweeper's acquire load of the word in src/sweep.c: a
+ * sweeper that sees this take also sees the slot record written before it. */
 ARL_API bool arl_impl_inflight_take(struct arl_shm_bucket *b)
 {
 	uint32_t cap = b->max_inflight;
-	uint32_t n;
+	uint64_t word;
 
 	if (cap == 0) {
-		arl_add_relaxed(&b->inflight, 1);
+		__atomic_fetch_add(&b->inflight, 1 + ARL_INFLIGHT_VERSION, __ATOMIC_ACQ_REL);
 		return true;
 	}
-	n = arl_load_relaxed(&b->inflight);
+	word = arl_load_relaxed(&b->inflight);
 	do {
-		if (n >= cap)
+		if (arl_impl_inflight_count(word) >= cap)
 			return false;
-	} while (!arl_cas(&b->inflight, &n, n + 1, __ATOMIC_RELAXED));
+	} while (!__atomic_compare_exchange_n(&b->inflight, &word,
+					      word + 1 + ARL_INFLIGHT_VERSION, false,
+					      __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
 	return true;
+}
+
+/* Gives an in-flight slot back: the count down by one, the version up. */
+ARL_API void arl_impl_inflight_give(struct arl_shm_bucket *b)
+{
+	/* Adding 2^32 - 1 subtracts one from the count, and its carry adds one
+	 * to the version; the count is never 0 here. */
+	__atomic_fetch_add(&b->inflight, ARL_INFLIGHT_VERSION - 1, __ATOMIC_ACQ_REL);
 }
 
 /* ------------------------------------------------------------------------
@@ -1639,7 +1663,7 @@ ARL_API void arl_impl_give_back_one(struct arl_shm_reservation *r, uint32_t c,
 		 * high; the sweeper resets the count of a bucket with no live
 		 * reservation, so the loss is a temporary under-admission. */
 		__atomic_fetch_and(&r->marks, ~ARL_MARK_INFLIGHT(c), __ATOMIC_RELEASE);
-		arl_sub_relaxed(&b->inflight, 1);
+		arl_impl_inflight_give(b);
 	}
 }
 
@@ -1669,8 +1693,13 @@ ARL_API void arl_impl_free_slot(struct arl *arl, struct arl_shm_reservation *r, 
 {
 	uint32_t owner = arl_impl_res_owner(word);
 
+	/* A released slot still holds its token marks (tokens stay charged).
+	 * Clear them and the chain, so that a next owner killed between its
+	 * claim and its record leaves nothing for the sweeper to give back. */
+	arl_store_relaxed(&r->marks, 0u);
+	arl_store_relaxed(&r->nbuckets, 0u);
 	/* Paired with the acquire CAS that claims the slot: the next owner sees
-	 * the marks cleared. */
+	 * the marks and the chain cleared. */
 	arl_store_release(&r->word, arl_impl_res_word(arl_impl_res_gen(word) + 1, ARL_RES_FREE, 0));
 	if (owner != 0 && owner <= arl->header->process_capacity)
 		arl_sub_relaxed(&arl_impl_processes(arl)[owner - 1].live_reservations, 1);
@@ -2498,7 +2527,7 @@ ARL_API int arl_bucket_stats(const struct arl *arl, struct arl_bucket bucket,
 	memcpy(out->name, b->name, ARL_NAME_MAX);
 	out->nlimits = b->nlimits;
 	out->max_inflight = b->max_inflight;
-	out->inflight = arl_load_relaxed(&b->inflight);
+	out->inflight = arl_impl_inflight_count(arl_load_relaxed(&b->inflight));
 	out->flags = b->flags;
 	for (i = 0; i < b->nlimits; i++) {
 		out->limits[i].unit = b->limits[i].unit;

@@ -166,20 +166,23 @@ static void sweep_processes(struct arl *arl, uint8_t *cache, const uint32_t *ref
 
 /*
  * Resets the in-flight count of a bucket that no reservation references. A
- * client killed between clearing its slot's in-flight mark and decrementing
- * the count leaves the count one too high for ever; with no live slot on
- * the bucket, the true count is 0. The count is read before and after the
- * scan and reset by CAS from that value, so a reservation that arrives
- * meanwhile (its slot claimed before it counts) makes the reset fail.
+ * client killed between clearing its slot's in-flight mark and giving the
+ * slot back leaves the count one too high for ever; with no live slot on the
+ * bucket, the true count is 0. The in-flight word (count and version) is
+ * read before and after the scan and reset by CAS from that value: any take
+ * or give meanwhile bumps the version and makes the reset fail. The acquire
+ * load before the scan pairs with the acq_rel take in arl.h, so a take seen
+ * there has its slot record visible to the scan.
  */
-static void repair_inflight(struct arl_shm_bucket *b, uint32_t before, uint32_t referencing,
+static void repair_inflight(struct arl_shm_bucket *b, uint64_t before, uint32_t referencing,
 			    struct arl_sweep_result *res)
 {
-	uint32_t now = arl_load_acquire(&b->inflight);
+	uint64_t now = arl_load_acquire(&b->inflight);
 
-	if (referencing != 0 || now == 0 || now != before)
+	if (referencing != 0 || arl_impl_inflight_count(now) == 0 || now != before)
 		return;
-	if (arl_cas(&b->inflight, &now, 0u, __ATOMIC_RELAXED)) {
+	if (arl_cas(&b->inflight, &now, (now & ~0xffffffffull) + ARL_INFLIGHT_VERSION,
+		    __ATOMIC_RELAXED)) {
 		arl_add_relaxed(&b->stats.inflight_repaired, 1);
 		res->inflight_repaired++;
 	}
@@ -218,7 +221,7 @@ static void unblock_queue(struct arl *arl, struct arl_shm_bucket *b, struct arl_
 	res->waiters_skipped++;
 }
 
-static void sweep_buckets(struct arl *arl, const uint32_t *inflight_before,
+static void sweep_buckets(struct arl *arl, const uint64_t *inflight_before,
 			  const uint32_t *referencing, struct arl_sweep_result *res)
 {
 	struct arl_shm_bucket *buckets = arl_impl_buckets(arl);
@@ -252,7 +255,8 @@ int arl_sweep(struct arl *arl, const struct arl_sweep_options *options,
 	      struct arl_sweep_result *result)
 {
 	struct arl_shm_reservation *slots;
-	uint32_t cap_p, cap_b, i, *referenced = NULL, *inflight_before = NULL, *referencing = NULL;
+	uint32_t cap_p, cap_b, i, *referenced = NULL, *referencing = NULL;
+	uint64_t *inflight_before = NULL;
 	uint8_t *cache = NULL;
 	uint64_t now;
 	int rc;
