@@ -10,7 +10,10 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "sweep.h"
+
+#define DEFAULT_METRICS "127.0.0.1:9477"
 
 static volatile sig_atomic_t stop_signal;
 
@@ -33,6 +36,10 @@ static void usage(FILE *out)
 		"                          the config's segment key and $ARL_SHM wins, and\n"
 		"                          clients find the segment through $ARL_SHM\n"
 		"      --check-config FILE validate a configuration file and exit\n"
+		"  -m, --metrics ADDR:PORT serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+		"                          (default " DEFAULT_METRICS "; port 0 picks a free one),\n"
+		"                          or \"off\"; when the default port is taken, arld\n"
+		"                          warns and runs without metrics\n"
 		"  -l, --log-level LEVEL   error, warning, info (default) or debug\n"
 		"      --syslog            also log to syslog\n"
 		"  -f, --foreground        run in the foreground (the only mode; accepted for\n"
@@ -217,6 +224,51 @@ static int load_config(struct arld_config *config, const char *path, const char 
 	return 0;
 }
 
+/* Parses "ADDR:PORT". Returns 0 or -1. */
+static int parse_endpoint(const char *text, char *address, size_t size, unsigned *port)
+{
+	const char *colon = strrchr(text, ':');
+	char *end;
+	unsigned long value;
+
+	if (!colon || colon == text || (size_t)(colon - text) >= size)
+		return -1;
+	value = strtoul(colon + 1, &end, 10);
+	if (*end || end == colon + 1 || value > 65535)
+		return -1;
+	memcpy(address, text, (size_t)(colon - text));
+	address[colon - text] = '\0';
+	*port = (unsigned)value;
+	return 0;
+}
+
+/* Starts the metrics server unless it is off. A failure with the default
+ * endpoint only warns, so that several arld on one host still run; one
+ * asked for explicitly is an error. Returns 0 or -1. */
+static int start_metrics(const struct arl *arl, const char *endpoint, bool explicit_endpoint,
+			 struct arl_metrics_server **server)
+{
+	char address[64], error[256];
+	unsigned port;
+
+	*server = NULL;
+	if (strcmp(endpoint, "off") == 0)
+		return 0;
+	if (parse_endpoint(endpoint, address, sizeof(address), &port) != 0) {
+		arl_log(ARL_LOG_ERROR, "--metrics %s: expected ADDR:PORT such as %s, or off",
+			endpoint, DEFAULT_METRICS);
+		return -1;
+	}
+	*server = arl_metrics_start(arl, address, port, error, sizeof(error));
+	if (!*server) {
+		arl_log(explicit_endpoint ? ARL_LOG_ERROR : ARL_LOG_WARNING, "%s", error);
+		return explicit_endpoint ? -1 : 0;
+	}
+	arl_log(ARL_LOG_INFO, "metrics on http://%s:%u/metrics", address,
+		arl_metrics_port(*server));
+	return 0;
+}
+
 static int check_config_only(const char *path, const char *segment)
 {
 	struct arld_config config;
@@ -266,19 +318,22 @@ int main(int argc, char **argv)
 		{"segment", required_argument, NULL, 's'},
 		{"check-config", required_argument, NULL, 'C'},
 		{"log-level", required_argument, NULL, 'l'},
+		{"metrics", required_argument, NULL, 'm'},
 		{"syslog", no_argument, NULL, 'S'},
 		{"foreground", no_argument, NULL, 'f'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *config_path = NULL, *segment = NULL, *check_path = NULL;
+	const char *metrics_endpoint = DEFAULT_METRICS;
+	struct arl_metrics_server *metrics = NULL;
 	struct arld_config config;
 	struct sigaction sa;
 	struct arl *arl;
 	char error[768];
 	int opt, level;
 
-	while ((opt = getopt_long(argc, argv, "c:s:l:fh", long_options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:s:l:m:fh", long_options, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			config_path = optarg;
@@ -301,6 +356,9 @@ int main(int argc, char **argv)
 			break;
 		case 'S':
 			arl_log_use_syslog("arld");
+			break;
+		case 'm':
+			metrics_endpoint = optarg;
 			break;
 		case 'f':
 			break;
@@ -331,7 +389,9 @@ int main(int argc, char **argv)
 
 	if (attach_segment(&config, &arl) != 0)
 		return 1;
-	if (take_supervisor_lock(arl) != 0 || create_buckets(arl, &config) != 0) {
+	if (take_supervisor_lock(arl) != 0 || create_buckets(arl, &config) != 0 ||
+	    start_metrics(arl, metrics_endpoint, metrics_endpoint != (const char *)DEFAULT_METRICS,
+			  &metrics) != 0) {
 		arl_detach(arl);
 		return 1;
 	}
@@ -342,6 +402,7 @@ int main(int argc, char **argv)
 		(double)config.reservation_ttl_ns / 1e9);
 
 	sweep_loop(arl, &config);
+	arl_metrics_stop(metrics);
 
 	arl_store_relaxed(&arl->header->supervisor_pid, 0);
 	if (segment_replaced(arl))

@@ -6,7 +6,10 @@
  * the segment in place. Tests wait on the sweep counter arld publishes,
  * with generous ceilings, never on a fixed sleep.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include "testutil.h"
 
@@ -24,7 +27,8 @@ struct supervisor {
 
 /* Writes a config and starts arld on a private segment; waits until the
  * segment is attachable and the first sweep is done. */
-static struct arl *start_arld(struct supervisor *sup, const char *tag, const char *ttl)
+static struct arl *start_arld_with(struct supervisor *sup, const char *tag, const char *ttl,
+				   const char *metrics)
 {
 	struct arl *arl = NULL;
 	uint64_t deadline = arl_impl_monotonic_ns() + WAIT_CEILING_NS;
@@ -45,7 +49,7 @@ static struct arl *start_arld(struct supervisor *sup, const char *tag, const cha
 	ck_assert(sup->pid >= 0);
 	if (sup->pid == 0) {
 		execl(ARLD_PATH, "arld", "--config", sup->config, "--log-level", "debug",
-		      (char *)NULL);
+		      "--metrics", metrics, (char *)NULL);
 		_exit(127);
 	}
 
@@ -69,6 +73,11 @@ static struct arl *start_arld(struct supervisor *sup, const char *tag, const cha
 	}
 	ck_assert_int_eq(arl_wait_sweep(arl, 0, WAIT_CEILING_NS), 0);
 	return arl;
+}
+
+static struct arl *start_arld(struct supervisor *sup, const char *tag, const char *ttl)
+{
+	return start_arld_with(sup, tag, ttl, "off");
 }
 
 static void stop_arld(struct supervisor *sup, struct arl *arl)
@@ -214,6 +223,147 @@ START_TEST(sigterm_leaves_segment_in_place)
 }
 END_TEST
 
+/* Returns a port that was free a moment ago on 127.0.0.1. */
+static unsigned free_port(void)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	unsigned port;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	port = ntohs(sin.sin_port);
+	close(fd);
+	return port;
+}
+
+/* Fetches http://127.0.0.1:port/metrics into buf; returns the body. */
+static const char *fetch_metrics(unsigned port, char *buf, size_t size)
+{
+	static const char request[] = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+	struct sockaddr_in sin;
+	size_t len = 0;
+	ssize_t n;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	const char *body;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	ck_assert_int_eq(write(fd, request, sizeof(request) - 1), (ssize_t)sizeof(request) - 1);
+	while (len + 1 < size && (n = read(fd, buf + len, size - len - 1)) > 0)
+		len += (size_t)n;
+	buf[len] = '\0';
+	close(fd);
+	ck_assert_msg(strncmp(buf, "HTTP/1.", 7) == 0 && strstr(buf, " 200 "),
+		      "metrics answer: %.80s", buf);
+	body = strstr(buf, "\r\n\r\n");
+	ck_assert(body != NULL);
+	return body + 4;
+}
+
+/* Checks the text format: each sample's metric has HELP and TYPE lines
+ * before it, and every line is a comment or "name{labels} value". */
+static void check_exposition(const char *text)
+{
+	const char *line = text;
+
+	while (*line) {
+		const char *end = strchr(line, '\n');
+		char name[128];
+
+		ck_assert_msg(end != NULL, "last line not terminated");
+		if (line[0] != '#') {
+			char help[160], type[160];
+			size_t n = strcspn(line, "{ ");
+
+			ck_assert(n > 0 && n < sizeof(name));
+			memcpy(name, line, n);
+			name[n] = '\0';
+			snprintf(help, sizeof(help), "# HELP %s ", name);
+			snprintf(type, sizeof(type), "# TYPE %s ", name);
+			ck_assert_msg(strstr(text, help) && strstr(text, type) &&
+					      strstr(text, help) < line,
+				      "metric %s lacks HELP or TYPE before its samples", name);
+			ck_assert_msg(strncmp(name, "arl_", 4) == 0, "metric %s lacks the arl_ prefix",
+				      name);
+		}
+		line = end + 1;
+	}
+}
+
+static uint64_t sample(const char *text, const char *series)
+{
+	const char *at = strstr(text, series);
+
+	ck_assert_msg(at != NULL, "no sample %s", series);
+	return strtoull(at + strlen(series), NULL, 10);
+}
+
+START_TEST(metrics_match_segment)
+{
+	static char buf[65536];
+	struct supervisor sup;
+	char endpoint[32];
+	unsigned port = free_port();
+	struct arl *arl;
+	struct arl_bucket b;
+	struct arl_reservation res;
+	struct arl_usage u = test_usage(100);
+	struct arl_bucket_stats s;
+	const char *text;
+
+	snprintf(endpoint, sizeof(endpoint), "127.0.0.1:%u", port);
+	arl = start_arld_with(&sup, "metrics", "300s", endpoint);
+	ck_assert_int_eq(arl_bucket_find(arl, "work", &b), 0);
+	ck_assert_int_eq(test_reserve(arl, b, 1000, &res), 0);
+	ck_assert_int_eq(arl_release(arl, &res, &u), 0);
+	ck_assert_int_eq(test_reserve(arl, b, 500, &res), 0);
+
+	text = fetch_metrics(port, buf, sizeof(buf));
+	check_exposition(text);
+	s = test_stats(arl, b);
+	ck_assert_uint_eq(sample(text, "arl_granted_total{bucket=\"work\"} "), s.granted);
+	ck_assert_uint_eq(sample(text, "arl_refunded_tokens_total{bucket=\"work\"} "),
+			  s.refunded_tokens);
+	ck_assert_uint_eq(sample(text, "arl_inflight{bucket=\"work\"} "), 1);
+	ck_assert_uint_eq(
+		sample(text, "arl_limit_available{bucket=\"work\",unit=\"tokens\",window_seconds=\"60\"} "),
+		s.limits[1].available);
+	ck_assert_uint_eq(sample(text, "arl_reclaimed_total{bucket=\"work\",reason=\"idle\"} "), 0);
+	ck_assert_int_eq(arl_release(arl, &res, &u), 0);
+	stop_arld(&sup, arl);
+}
+END_TEST
+
+START_TEST(second_arld_refused)
+{
+	struct supervisor sup;
+	struct arl *arl = start_arld(&sup, "second", "300s");
+	int status;
+	pid_t pid = fork();
+
+	ck_assert(pid >= 0);
+	if (pid == 0) {
+		execl(ARLD_PATH, "arld", "--segment", sup.segment, "--metrics", "off",
+		      (char *)NULL);
+		_exit(127);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1,
+		      "second arld was not refused (status %#x)", status);
+	/* The first one still supervises: its pid is in the segment. */
+	ck_assert_int_eq(__atomic_load_n(&arl->header->supervisor_pid, __ATOMIC_RELAXED), sup.pid);
+	stop_arld(&sup, arl);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("reclaim");
@@ -223,6 +373,8 @@ int main(void)
 	tcase_add_test(tc, killed_client_reclaimed_within_two_sweeps);
 	tcase_add_test(tc, idle_reservation_reclaimed_after_ttl);
 	tcase_add_test(tc, sigterm_leaves_segment_in_place);
+	tcase_add_test(tc, metrics_match_segment);
+	tcase_add_test(tc, second_arld_refused);
 	suite_add_tcase(suite, tc);
 	return test_run(suite);
 }
