@@ -1458,8 +1458,13 @@ ARL_API int arl_bucket_create(struct arl *arl, const struct arl_bucket_config *c
 	rc = arl_bucket_config_check(config);
 	if (rc != 0)
 		return rc;
-	if (arl_impl_lock_byte(arl->fd, F_OFD_SETLKW, F_WRLCK, 1) != 0)
+	/* The OFD lock serializes processes; threads sharing this handle share
+	 * its open file description, so the mutex serializes them. */
+	pthread_mutex_lock(&arl->register_lock);
+	if (arl_impl_lock_byte(arl->fd, F_OFD_SETLKW, F_WRLCK, 1) != 0) {
+		pthread_mutex_unlock(&arl->register_lock);
 		return ARL_ESYSTEM;
+	}
 
 	if (arl_bucket_find(arl, config->name, out) == 0) {
 		rc = ARL_EEXIST;
@@ -1485,6 +1490,7 @@ ARL_API int arl_bucket_create(struct arl *arl, const struct arl_bucket_config *c
 	rc = 0;
 out:
 	arl_impl_lock_byte(arl->fd, F_OFD_SETLK, F_UNLCK, 1);
+	pthread_mutex_unlock(&arl->register_lock);
 	return rc;
 }
 
@@ -1653,18 +1659,18 @@ ARL_API void arl_impl_give_back_one(struct arl_shm_reservation *r, uint32_t c,
 		struct arl_shm_limit *l = &b->limits[i];
 		uint32_t mark = ARL_MARK_LIMIT(c, i);
 
-		if (!(mask & mark) || !(arl_load_relaxed(&r->marks) & mark))
+		/* Whoever clears the mark gives the charge back, once. */
+		if (!(mask & mark) || !(__atomic_fetch_and(&r->marks, ~mark, __ATOMIC_RELAXED) & mark))
 			continue;
-		__atomic_fetch_and(&r->marks, ~mark, __ATOMIC_RELEASE);
 		arl_impl_limit_give(l, arl_impl_cost_ns(l, arl_impl_units(l->unit, in, out)), now);
 	}
-	if ((mask & ARL_MARK_INFLIGHT(c)) && (arl_load_relaxed(&r->marks) & ARL_MARK_INFLIGHT(c))) {
-		/* NOTE: a kill between these two steps leaves the counter one too
-		 * high; the sweeper resets the count of a bucket with no live
-		 * reservation, so the loss is a temporary under-admission. */
-		__atomic_fetch_and(&r->marks, ~ARL_MARK_INFLIGHT(c), __ATOMIC_RELEASE);
+	/* A kill between clearing the mark and the give leaves the count one
+	 * too high; the sweeper resets the count of a bucket no reservation
+	 * references, so the loss is a temporary under-admission. */
+	if ((mask & ARL_MARK_INFLIGHT(c)) &&
+	    (__atomic_fetch_and(&r->marks, ~ARL_MARK_INFLIGHT(c), __ATOMIC_RELAXED) &
+	     ARL_MARK_INFLIGHT(c)))
 		arl_impl_inflight_give(b);
-	}
 }
 
 /* Gives back what mask selects at every position of a chain. Used by cancel,
@@ -1692,6 +1698,7 @@ ARL_API void arl_impl_wake_chain(const struct arl_impl_chain *chain)
 ARL_API void arl_impl_free_slot(struct arl *arl, struct arl_shm_reservation *r, uint64_t word)
 {
 	uint32_t owner = arl_impl_res_owner(word);
+	uint64_t expected = word;
 
 	/* A released slot still holds its token marks (tokens stay charged).
 	 * Clear them and the chain, so that a next owner killed between its
@@ -1699,8 +1706,13 @@ ARL_API void arl_impl_free_slot(struct arl *arl, struct arl_shm_reservation *r, 
 	arl_store_relaxed(&r->marks, 0u);
 	arl_store_relaxed(&r->nbuckets, 0u);
 	/* Paired with the acquire CAS that claims the slot: the next owner sees
-	 * the marks and the chain cleared. */
-	arl_store_release(&r->word, arl_impl_res_word(arl_impl_res_gen(word) + 1, ARL_RES_FREE, 0));
+	 * the marks and the chain cleared. A CAS, not a store: when two
+	 * sweepers finish one RECLAIMING slot, only one frees it, and never a
+	 * slot someone claimed since. */
+	if (!arl_cas(&r->word, &expected,
+		     arl_impl_res_word(arl_impl_res_gen(word) + 1, ARL_RES_FREE, 0),
+		     __ATOMIC_RELEASE))
+		return;
 	if (owner != 0 && owner <= arl->header->process_capacity)
 		arl_sub_relaxed(&arl_impl_processes(arl)[owner - 1].live_reservations, 1);
 }
@@ -1804,14 +1816,16 @@ ARL_API int arl_impl_charge_one(struct arl_shm_reservation *r, uint32_t c,
 
 	if (!arl_impl_inflight_take(b))
 		return 1;
-	__atomic_fetch_or(&r->marks, ARL_MARK_INFLIGHT(c), __ATOMIC_RELEASE);
+	/* Relaxed: whoever reads the marks later acquires them through the
+	 * slot word (COMMITTED, or the CAS that takes a dead owner's slot). */
+	__atomic_fetch_or(&r->marks, ARL_MARK_INFLIGHT(c), __ATOMIC_RELAXED);
 	for (i = 0; i < b->nlimits; i++) {
 		struct arl_shm_limit *l = &b->limits[i];
 		uint64_t cost = arl_impl_cost_ns(l, arl_impl_units(l->unit, in, out));
 
 		if (arl_impl_limit_take(l, cost, now, &unused) != 0)
 			return ARL_EAGAIN;
-		__atomic_fetch_or(&r->marks, ARL_MARK_LIMIT(c, i), __ATOMIC_RELEASE);
+		__atomic_fetch_or(&r->marks, ARL_MARK_LIMIT(c, i), __ATOMIC_RELAXED);
 	}
 	return 0;
 }
@@ -2079,7 +2093,7 @@ ARL_API int arl_impl_queue_enter(struct arl *arl, struct arl_shm_bucket *b, uint
 	do {
 		if (tail - arl_load_acquire(&b->queue_head) >= ARL_QUEUE_SLOTS)
 			return ARL_EAGAIN;
-	} while (!arl_cas(&b->queue_tail, &tail, tail + 1, __ATOMIC_ACQUIRE));
+	} while (!arl_cas(&b->queue_tail, &tail, tail + 1, __ATOMIC_RELAXED));
 	/* Release pairs with the acquire load in arl_impl_queue_advance(). */
 	arl_store_release(&b->queue[tail % ARL_QUEUE_SLOTS],
 			  arl_impl_waiter_word(tail, owner, ARL_WAITER_WAITING));
@@ -2157,6 +2171,52 @@ ARL_API int arl_impl_wait_as_head(struct arl *arl, const struct arl_bucket *buck
 }
 
 /*
+ * Takes a ticket in the chain's first bucket, sleeps until it is served and
+ * tries as the head. A ticket the head passed before this waiter wrote its
+ * entry (it was taken for a dead waiter's) is given up for a new one.
+ */
+ARL_API int arl_impl_queue_wait(struct arl *arl, const struct arl_bucket *buckets, uint32_t n,
+				struct arl_impl_chain *chain, const struct arl_request *req,
+				uint64_t deadline_ns, struct arl_reservation *out)
+{
+	struct arl_shm_bucket *b = chain->bucket[0];
+	uint32_t ticket;
+	int rc;
+
+	for (;;) {
+		/* Enter the queue, waiting for room if it is full. */
+		while (arl_impl_queue_enter(arl, b, &ticket) != 0) {
+			uint32_t head = arl_load_acquire(&b->queue_head);
+
+			if (arl_now(arl) >= deadline_ns)
+				return ARL_ETIMEDOUT;
+			arl_impl_sleep(arl, &b->queue_head, head, FUTEX_BITSET_MATCH_ANY,
+				       deadline_ns);
+		}
+
+		/* Sleep until this ticket is served. */
+		for (;;) {
+			uint32_t head = arl_load_acquire(&b->queue_head);
+
+			if (head == ticket || (int32_t)(head - ticket) > 0)
+				break;
+			if (arl_now(arl) >= deadline_ns) {
+				arl_impl_queue_abandon(arl, b, ticket);
+				return ARL_ETIMEDOUT;
+			}
+			arl_impl_sleep(arl, &b->queue_head, head, arl_impl_ticket_bit(ticket),
+				       deadline_ns);
+		}
+		if (arl_load_acquire(&b->queue_head) == ticket)
+			break;
+		/* The head moved past this ticket: take a new one. */
+	}
+	rc = arl_impl_wait_as_head(arl, buckets, n, chain, req, deadline_ns, out);
+	arl_impl_queue_advance(arl, b, ticket);
+	return rc;
+}
+
+/*
  * Reserves on a chain, waiting until the request fits or until deadline_ns
  * (absolute, on the arl_now() clock). Waiters on the chain's first bucket
  * are admitted in FIFO order: each takes a ticket, and only the waiter at
@@ -2179,8 +2239,8 @@ ARL_API int arl_reserve_chain_wait(struct arl *arl, const struct arl_bucket *buc
 {
 	struct arl_impl_chain chain;
 	struct arl_shm_bucket *b;
+	uint32_t *count;
 	uint64_t started;
-	uint32_t ticket;
 	int rc;
 
 	rc = arl_reserve_chain(arl, buckets, n, req, out);
@@ -2198,29 +2258,14 @@ ARL_API int arl_reserve_chain_wait(struct arl *arl, const struct arl_bucket *buc
 	b = chain.bucket[0];
 	started = arl_now(arl);
 
-	/* Enter the queue, waiting for room if it is full. */
-	while (arl_impl_queue_enter(arl, b, &ticket) != 0) {
-		uint32_t head = arl_load_acquire(&b->queue_head);
-
-		if (arl_now(arl) >= deadline_ns)
-			return ARL_ETIMEDOUT;
-		arl_impl_sleep(arl, &b->queue_head, head, FUTEX_BITSET_MATCH_ANY, deadline_ns);
-	}
-
-	/* Sleep until this ticket is served, then try as the head. */
-	for (;;) {
-		uint32_t head = arl_load_acquire(&b->queue_head);
-
-		if (head == ticket)
-			break;
-		if (arl_now(arl) >= deadline_ns) {
-			arl_impl_queue_abandon(arl, b, ticket);
-			return ARL_ETIMEDOUT;
-		}
-		arl_impl_sleep(arl, &b->queue_head, head, arl_impl_ticket_bit(ticket), deadline_ns);
-	}
-	rc = arl_impl_wait_as_head(arl, buckets, n, &chain, req, deadline_ns, out);
-	arl_impl_queue_advance(arl, b, ticket);
+	/* While queued, the waiter counts as a reference to its process entry,
+	 * so a new process cannot take the entry of a waiter that died in the
+	 * queue and pass for it; the sweeper resets the count once no slot or
+	 * queue entry names the dead owner. */
+	count = &arl_impl_processes(arl)[arl->process_index].live_reservations;
+	arl_add_relaxed(count, 1u);
+	rc = arl_impl_queue_wait(arl, buckets, n, &chain, req, deadline_ns, out);
+	arl_sub_relaxed(count, 1u);
 	if (rc == 0)
 		arl_add_relaxed(&b->stats.waited_ns, arl_now(arl) - started);
 	return rc;
@@ -2319,6 +2364,8 @@ ARL_API uint64_t arl_impl_actual_units(const struct arl_shm_limit *l, const stru
 			return u->total_tokens;
 		return reserved; /* no split given: keep the estimate */
 	}
+	if ((u->flags & ARL_USAGE_SPLIT) && l->unit == ARL_UNIT_TOKENS)
+		return arl_impl_sat_add(u->input_tokens, u->output_tokens);
 	/* Unknown usage: the estimate, or the partial usage if larger. */
 	partial = (u->flags & ARL_USAGE_PARTIAL) && l->unit == ARL_UNIT_TOKENS ? u->partial_tokens
 									       : 0;

@@ -9,17 +9,25 @@
 #include "sweep.h"
 
 /* Per-sweep liveness cache: one entry per process-table index. */
-enum { LIVENESS_UNKNOWN = 0, LIVENESS_ALIVE, LIVENESS_DEAD };
+enum { LIVENESS_UNKNOWN = 0, LIVENESS_ALIVE };
 
+/*
+ * Returns whether a process entry's owner is alive. Only "alive" is cached
+ * for the sweep: once a dead owner's last slot is reclaimed, a new process
+ * may take the entry and reserve within the same sweep, so a cached "dead"
+ * would reclaim its live reservations. Callers check after reading the slot
+ * word, so an owner named there registered (took the lock) before.
+ */
 static bool owner_alive(struct arl *arl, uint8_t *cache, uint32_t index)
 {
 	if (index == arl->process_index)
 		return true; /* this process: its own lock never conflicts */
-	if (cache[index] == LIVENESS_UNKNOWN)
-		cache[index] = arl_impl_byte_locked(arl->fd, ARL_PROCESS_LOCK_BASE + index)
-				       ? LIVENESS_ALIVE
-				       : LIVENESS_DEAD;
-	return cache[index] == LIVENESS_ALIVE;
+	if (cache[index] == LIVENESS_ALIVE)
+		return true;
+	if (!arl_impl_byte_locked(arl->fd, ARL_PROCESS_LOCK_BASE + index))
+		return false;
+	cache[index] = LIVENESS_ALIVE;
+	return true;
 }
 
 static void describe(struct arl *arl, const struct arl_shm_reservation *r, uint64_t word,
@@ -84,6 +92,8 @@ static int reclaim_reason(struct arl *arl, const struct arl_sweep_options *opt, 
 
 	if (owner == 0 || !owner_alive(arl, cache, owner - 1))
 		return ARL_RECLAIM_DEAD_OWNER;
+	if (state == ARL_RES_RECLAIMING)
+		return ARL_RECLAIM_IDLE; /* a sweeper stopped mid-reclaim: finish it */
 	if (state != ARL_RES_COMMITTED || opt->reservation_ttl_ns == 0)
 		return 0;
 	last = arl_load_relaxed(&r->last_activity_ns);
@@ -155,12 +165,18 @@ static void sweep_processes(struct arl *arl, uint8_t *cache, const uint32_t *ref
 			continue;
 		if (referenced[i] != 0)
 			continue;
-		/* A dead owner changes nothing any more, and a new one cannot take
-		 * the entry while the count is non-zero: a count left behind by
-		 * a death between the count and the claim is safe to reset. */
-		arl_store_relaxed(&p->live_reservations, 0u);
-		arl_store_release(&p->state, ARL_PROCESS_FREE);
-		res->processes_cleared++;
+		/* Hold the entry's lock while freeing it, so no new process can
+		 * register on it meanwhile; failing to take it means one did. A
+		 * dead owner changes nothing any more, so a count it left behind
+		 * (a death between the count and the claim) is safe to reset. */
+		if (arl_impl_lock_byte(arl->fd, F_OFD_SETLK, F_WRLCK, ARL_PROCESS_LOCK_BASE + i) != 0)
+			continue;
+		if (arl_load_acquire(&p->state) == ARL_PROCESS_LIVE) {
+			arl_store_relaxed(&p->live_reservations, 0u);
+			arl_store_release(&p->state, ARL_PROCESS_FREE);
+			res->processes_cleared++;
+		}
+		arl_impl_lock_byte(arl->fd, F_OFD_SETLK, F_UNLCK, ARL_PROCESS_LOCK_BASE + i);
 	}
 }
 
@@ -235,6 +251,31 @@ static void sweep_buckets(struct arl *arl, const uint64_t *inflight_before,
 	}
 }
 
+/* Counts the waiters in every bucket's queue as references to their process
+ * entries: a waiter counts in its entry's live_reservations while queued. */
+static void count_queue_references(struct arl *arl, uint32_t *referenced)
+{
+	struct arl_shm_bucket *buckets = arl_impl_buckets(arl);
+	uint32_t i, t;
+
+	for (i = 0; i < arl->header->bucket_capacity; i++) {
+		struct arl_shm_bucket *b = &buckets[i];
+		uint32_t head, tail;
+
+		if (arl_load_acquire(&b->state) != ARL_BUCKET_LIVE)
+			continue;
+		head = arl_load_acquire(&b->queue_head);
+		tail = arl_load_acquire(&b->queue_tail);
+		for (t = head; t != tail && t - head < ARL_QUEUE_SLOTS; t++) {
+			uint64_t entry = arl_load_acquire(&b->queue[t % ARL_QUEUE_SLOTS]);
+			uint32_t owner = (uint32_t)(entry >> 32) & 0xffffff;
+
+			if ((uint32_t)entry == t && owner != 0 && owner <= arl->header->process_capacity)
+				referenced[owner - 1]++;
+		}
+	}
+}
+
 /* Counts, per bucket, the slots that reference it in any state but FREE. */
 static void count_references(struct arl *arl, const struct arl_shm_reservation *r,
 			     uint32_t *referencing)
@@ -292,6 +333,7 @@ int arl_sweep(struct arl *arl, const struct arl_sweep_options *options,
 			referenced[owner - 1]++;
 		count_references(arl, &slots[i], referencing);
 	}
+	count_queue_references(arl, referenced);
 	sweep_processes(arl, cache, referenced, result);
 	sweep_buckets(arl, inflight_before, referencing, result);
 	rc = 0;

@@ -186,10 +186,37 @@ START_TEST(headroom_keeps_share_unused)
 	ck_assert_int_eq(test_reserve(arl, b, 900, &res), 0);
 	ck_assert_int_eq(test_reserve(arl, b, 1, &res), ARL_EAGAIN);
 
-	/* A refund after a full refill stops at the usable part too. */
+	/* Refill after two windows stops at the usable part too. */
 	test_advance(arl, 2 * MINUTE_NS);
 	ck_assert_uint_eq(test_available(arl, b, 0), 900);
 
+	arl_detach(arl);
+	shm_unlink(name);
+}
+END_TEST
+
+START_TEST(split_usage_settles_tokens_limit)
+{
+	struct arl_usage usage;
+	struct arl_reservation res;
+	char name[64];
+	struct arl *arl;
+	struct arl_bucket b;
+
+	test_segment_name(name, sizeof(name), "split");
+	arl = test_create(name, 16);
+	b = tokens_bucket(arl, "split", 1000, 0);
+	ck_assert_int_eq(test_reserve(arl, b, 500, &res), 0);
+
+	/* Only the input and output parts are known: the tokens limit is
+	 * settled with their sum, 120, and 380 come back. */
+	memset(&usage, 0, sizeof(usage));
+	usage.flags = ARL_USAGE_SPLIT;
+	usage.input_tokens = 100;
+	usage.output_tokens = 20;
+	ck_assert_int_eq(arl_release(arl, &res, &usage), 0);
+	ck_assert_uint_eq(test_available(arl, b, 0), 880);
+	ck_assert_uint_eq(test_stats(arl, b).refunded_tokens, 380);
 	arl_detach(arl);
 	shm_unlink(name);
 }
@@ -207,6 +234,7 @@ int main(void)
 	tcase_add_test(tc, four_bucket_chain_release_and_cancel);
 	tcase_add_test(tc, chain_arguments_are_checked);
 	tcase_add_test(tc, headroom_keeps_share_unused);
+	tcase_add_test(tc, split_usage_settles_tokens_limit);
 	suite_add_tcase(suite, tc);
 	return test_run(suite);
 }

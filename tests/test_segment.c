@@ -271,6 +271,130 @@ START_TEST(prefork_children_own_their_reservations)
 }
 END_TEST
 
+/*
+ * A dead owner's entry taken over by a new process in the middle of a sweep:
+ * the sweep reclaims only the dead owner's reservation, never the new
+ * process's, and leaves its entry's count intact. The on_reclaim callback
+ * stands in for a client acting while the sweep runs.
+ */
+static const char *reuse_segment;
+static struct arl_bucket reuse_bucket;
+static int reuse_pipe[2], reuse_go[2];
+static pid_t reuse_child;
+
+static void reuse_client(void)
+{
+	struct arl *own = test_attach(reuse_segment);
+	struct arl_request req = {0, 0, 7};
+	struct arl_reservation res;
+	char byte;
+
+	if (arl_impl_ensure_registered(own) != 0)
+		_exit(2);
+	own->next_slot = 5; /* a slot the sweep has not reached yet */
+	if (arl_reserve(own, reuse_bucket, &req, &res) != 0)
+		_exit(3);
+	if (write(reuse_pipe[1], "r", 1) != 1 || read(reuse_go[0], &byte, 1) != 1)
+		_exit(4);
+	if (arl_release(own, &res, NULL) != 0)
+		_exit(5);
+	_exit(arl_impl_processes(own)[own->process_index].live_reservations == 0 ? 0 : 6);
+}
+
+static void start_client_on_reclaim(void *context, const struct arl_reclaim_event *event)
+{
+	char byte;
+
+	(void)context;
+	(void)event;
+	if (reuse_child)
+		return;
+	reuse_child = fork();
+	if (reuse_child == 0)
+		reuse_client();
+	ck_assert_int_eq(read(reuse_pipe[0], &byte, 1), 1);
+}
+
+START_TEST(entry_reused_mid_sweep_is_live)
+{
+	struct arl_sweep_options sweep = {0, start_client_on_reclaim, NULL, NULL};
+	struct arl_attach_options o;
+	struct arl_sweep_result result;
+	char name[64], error[256] = "";
+	struct arl *arl = NULL;
+	int status;
+	pid_t dead;
+
+	test_segment_name(name, sizeof(name), "reuse");
+	reuse_segment = name;
+	shm_unlink(name);
+	o = options(name, ARL_ATTACH_CREATE | ARL_ATTACH_TEST_CLOCK, error, sizeof(error));
+	o.reservation_capacity = 8;
+	o.process_capacity = 1; /* the new process must take the dead one's entry */
+	ck_assert_int_eq(arl_attach(&arl, &o), 0);
+	reuse_bucket = test_bucket(arl, "reuse", 1000, 1000, 0, 0);
+	ck_assert_int_eq(pipe(reuse_pipe), 0);
+	ck_assert_int_eq(pipe(reuse_go), 0);
+
+	/* A process that dies holding a reservation in slot 1. */
+	dead = fork();
+	ck_assert(dead >= 0);
+	if (dead == 0) {
+		struct arl *own = test_attach(name);
+		struct arl_request req = {0, 0, 9};
+		struct arl_reservation res;
+
+		if (arl_impl_ensure_registered(own) != 0)
+			_exit(2);
+		own->next_slot = 1;
+		_exit(arl_reserve(own, reuse_bucket, &req, &res) == 0 ? 0 : 3);
+	}
+	ck_assert_int_eq(waitpid(dead, &status, 0), dead);
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+
+	ck_assert_int_eq(arl_sweep(arl, &sweep, &result), 0);
+	ck_assert_uint_eq(result.reclaimed_dead, 1);
+	ck_assert_uint_eq(result.processes_cleared, 0);
+	ck_assert_int_eq(write(reuse_go[1], "g", 1), 1);
+	ck_assert_int_eq(waitpid(reuse_child, &status, 0), reuse_child);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "the new process lost its reservation or its count (status %#x)", status);
+	arl_detach(arl);
+	shm_unlink(name);
+}
+END_TEST
+
+START_TEST(interrupted_reclaim_is_finished)
+{
+	struct arl_sweep_options sweep = {1, NULL, NULL, NULL};
+	struct arl_sweep_result result;
+	struct arl_reservation res;
+	struct arl_shm_reservation *slot;
+	char name[64];
+	struct arl *arl;
+	struct arl_bucket b;
+	uint64_t word;
+
+	test_segment_name(name, sizeof(name), "resume");
+	arl = test_create(name, 8);
+	b = test_bucket(arl, "resume", 1000, 1000, 0, 0);
+	ck_assert_int_eq(test_reserve(arl, b, 10, &res), 0);
+
+	/* A sweeper stopped after taking the slot of a live owner idle past
+	 * the TTL: the slot is RECLAIMING and its owner still lives. */
+	slot = &arl_impl_reservations(arl)[res.slot];
+	word = slot->word;
+	slot->word = arl_impl_res_word(arl_impl_res_gen(word), ARL_RES_RECLAIMING,
+				       arl_impl_res_owner(word));
+	ck_assert_int_eq(arl_sweep(arl, &sweep, &result), 0);
+	ck_assert_uint_eq(result.reclaimed_idle, 1);
+	ck_assert_uint_eq(arl_impl_res_state(slot->word), ARL_RES_FREE);
+	ck_assert_uint_eq(test_stats(arl, b).inflight, 0);
+	arl_detach(arl);
+	shm_unlink(name);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("segment");
@@ -283,6 +407,8 @@ int main(void)
 	tcase_add_test(tc, short_lived_processes_reuse_entries);
 	tcase_add_test(tc, full_process_table_is_reported);
 	tcase_add_test(tc, prefork_children_own_their_reservations);
+	tcase_add_test(tc, entry_reused_mid_sweep_is_live);
+	tcase_add_test(tc, interrupted_reclaim_is_finished);
 	suite_add_tcase(suite, tc);
 	return test_run(suite);
 }

@@ -990,7 +990,13 @@ ARL_STREAM_API void arl_stream_tracker_destroy(struct arl_stream_tracker *t)
 	if (!t)
 		return;
 	if (!t->released && t->arl) {
-		arl_release(t->arl, &t->reservation, NULL);
+		struct arl_usage usage;
+
+		/* Not finished: whatever usage was seen counts as partial. */
+		arl_stream_parser_usage(&t->parser, &t->last_usage);
+		t->last_usage.final = false;
+		arl_stream_usage_to_release(&t->last_usage, &usage);
+		t->release_result = arl_release(t->arl, &t->reservation, &usage);
 		t->released = true;
 	}
 	arl_stream_parser_destroy(&t->parser);
