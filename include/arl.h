@@ -17,7 +17,8 @@
  * negative ARL_E* code, and arl_strerror() names it.
  *
  * Everything is inline: include this header, link nothing. It compiles as
- * C11 (with _GNU_SOURCE or _DEFAULT_SOURCE for the POSIX calls) and as C++.
+ * C11 and as C++; define _GNU_SOURCE before any include, since the OFD locks
+ * (F_OFD_SETLK) exist only under it.
  * Shared fields are plain integers accessed through the GCC/Clang __atomic
  * builtins, which keep the C11 memory orders in both languages.
  */
@@ -43,6 +44,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/futex.h>
+
+#ifndef F_OFD_SETLK
+#error "arl.h needs the OFD locks of <fcntl.h>: define _GNU_SOURCE before any #include"
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -1453,6 +1458,7 @@ ARL_API int arl_bucket_create(struct arl *arl, const struct arl_bucket_config *c
 
 	if (!arl || !out)
 		return ARL_EINVAL;
+	out->index = out->gen = 0;
 	if (arl->read_only)
 		return ARL_EROFS;
 	rc = arl_bucket_config_check(config);

@@ -15,12 +15,11 @@
 
 #define DEFAULT_METRICS "127.0.0.1:9477"
 
-static volatile sig_atomic_t stop_signal;
-
-static void on_stop(int sig)
-{
-	stop_signal = sig;
-}
+/* SIGTERM and SIGINT, blocked in every thread and taken synchronously by
+ * the sweep loop's sigtimedwait(), so a stop cannot slip in between a check
+ * and a sleep, and no handler runs on a thread that is not looking. */
+static sigset_t stop_signals;
+static int stop_signal;
 
 static void usage(FILE *out)
 {
@@ -166,12 +165,14 @@ static bool segment_replaced(const struct arl *arl)
 	return by_name.st_ino != mapped.st_ino || by_name.st_dev != mapped.st_dev;
 }
 
+/* Waits one sweep interval, or less when a stop signal arrives. */
 static void sleep_interval(uint64_t ns)
 {
 	struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
+	int sig = sigtimedwait(&stop_signals, NULL, &ts);
 
-	/* A signal interrupts the sleep, so SIGTERM stops arld at once. */
-	nanosleep(&ts, NULL);
+	if (sig > 0)
+		stop_signal = sig;
 }
 
 static void sweep_loop(struct arl *arl, const struct arld_config *config)
@@ -328,7 +329,6 @@ int main(int argc, char **argv)
 	const char *metrics_endpoint = DEFAULT_METRICS;
 	struct arl_metrics_server *metrics = NULL;
 	struct arld_config config;
-	struct sigaction sa;
 	struct arl *arl;
 	char error[768];
 	int opt, level;
@@ -382,10 +382,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_stop;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
+	/* Block before any thread starts (the metrics server has its own), so
+	 * every thread inherits the mask. */
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 
 	if (attach_segment(&config, &arl) != 0)
 		return 1;

@@ -110,7 +110,7 @@ END_TEST
 
 START_TEST(four_bucket_chain_release_and_cancel)
 {
-	char name[64], bucket_name[16];
+	char name[64], bucket_name[32];
 	struct arl *arl;
 	struct arl_bucket chain[4];
 	struct arl_reservation res;
