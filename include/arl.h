@@ -1865,11 +1865,13 @@ ARL_API void arl_impl_record(struct arl_shm_reservation *r, const struct arl_buc
 {
 	uint32_t c;
 
-	arl_store_relaxed(&r->nbuckets, n);
+	/* The chain before its length: a slot whose owner dies in between
+	 * still reads as holding no chain. */
 	for (c = 0; c < ARL_MAX_CHAIN; c++) {
 		arl_store_relaxed(&r->bucket_index[c], c < n ? buckets[c].index : 0u);
 		arl_store_relaxed(&r->bucket_gen[c], c < n ? buckets[c].gen : 0u);
 	}
+	arl_store_relaxed(&r->nbuckets, n);
 	arl_store_relaxed(&r->marks, 0u);
 	arl_store_relaxed(&r->chunks, 0u);
 	arl_store_relaxed(&r->input_tokens, req->input_tokens);

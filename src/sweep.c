@@ -136,9 +136,12 @@ static void sweep_slot(struct arl *arl, const struct arl_sweep_options *opt, uin
 	if (state != ARL_RES_RECLAIMING &&
 	    !arl_cas(&r->word, &word, reclaiming, __ATOMIC_ACQUIRE))
 		return;
+	/* A slot claimed but not yet recorded has no chain: name no bucket. */
 	describe(arl, r, word,
-		 arl_impl_bucket(arl, arl_load_relaxed(&r->bucket_index[0]),
-				 arl_load_relaxed(&r->bucket_gen[0])),
+		 arl_load_relaxed(&r->nbuckets) == 0
+			 ? NULL
+			 : arl_impl_bucket(arl, arl_load_relaxed(&r->bucket_index[0]),
+					   arl_load_relaxed(&r->bucket_gen[0])),
 		 &ev);
 	ev.reason = (enum arl_reclaim_reason)reason;
 	ev.idle_ns = arl_impl_sat_sub(now, arl_load_relaxed(&r->last_activity_ns));

@@ -145,7 +145,7 @@ static void kill_child(pid_t pid, unsigned seed)
 struct reclaim_counts {
 	uint64_t by_state[ARL_RES_RECLAIMING + 1];
 	uint64_t other;
-	uint64_t unrecorded; /* claimed slots killed before naming a bucket */
+	uint64_t unrecorded; /* reclaimed slots that named no bucket */
 	uint64_t waiters_skipped;
 };
 
@@ -153,9 +153,9 @@ static void count_reclaim(void *context, const struct arl_reclaim_event *event)
 {
 	struct reclaim_counts *counts = context;
 
-	/* A slot claimed but never recorded names no bucket, so no bucket
-	 * counts its reclaim. */
-	if (event->state == ARL_RES_CLAIMED && event->bucket[0] == '\0') {
+	/* A slot claimed but never recorded, or killed inside its free after
+	 * its chain was cleared, names no bucket, so no bucket counts it. */
+	if (event->bucket[0] == '\0') {
 		counts->unrecorded++;
 		return;
 	}
