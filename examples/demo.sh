@@ -87,6 +87,7 @@ trap cleanup EXIT
 "$mock" --rpm "$rpm" --tpm "$tpm" --port-file "$work/port" --chunk-delay-us 20000 \
 	>"$work/provider.json" 2>"$work/provider.log" &
 provider_pid=$!
+provider_started=$SECONDS
 pids+=("$provider_pid")
 
 # 2. arld with one bucket of the same quota.
@@ -153,6 +154,7 @@ done
 "$arlctl" -s "$segment" buckets --json >"$work/buckets.json"
 "$arlctl" -s "$segment" reservations --json >"$work/reservations.json"
 curl -fsS "${url%/v1/*}/stats" >"$work/provider-stats.json"
+provider_seconds=$((SECONDS - provider_started + 1)) # rounded up
 cat "$work"/worker-*.json | jq -s '.' >"$work/workers.json"
 
 # One line of shell assignments per view, read with jq.
@@ -174,12 +176,18 @@ printf '%-18s %12s %12s\n' "tokens used" "$used" "$charged"
 printf '%-18s %12s\n' "tokens reserved" "$reserved"
 printf '%-18s %12s\n' "tokens refunded" "$refunded"
 printf '%-18s %12s %12s\n' "429s" "$seen_429" "$limited"
-printf '%-18s %12s   (reserve tries refused, then waited %.1f s in all)\n' "throttled" \
+printf '%-18s %12s   (reserve tries refused; the workers waited %.1f s, summed)\n' "throttled" \
 	"$rejected" "$(echo "$waited_ns" | awk '{print $1 / 1e9}')"
 printf '%-18s %12s   (streams the provider saw end early)\n' "streams cut" "$cut"
 printf '%-18s %12s   (owner died; %s idle), fallback kept %s tokens\n' "reclaims" \
 	"$reclaimed_dead" "$reclaimed_idle" "$fallback"
 printf '%-18s %12s   (and %s in flight)\n\n' "left behind" "$left" "$inflight"
+# A continuous bucket of TPM per minute holds TPM at the start and refills
+# TPM/60 per second, so over S seconds it can admit at most TPM + TPM*S/60.
+quota_bound=$((tpm + tpm * provider_seconds / 60))
+echo "The quota admits at most $quota_bound tokens in the provider's $provider_seconds s"
+echo "(a full bucket of $tpm, then $tpm per minute); the provider charged $charged."
+echo
 if [ "$fallback" -gt 0 ]; then
 	echo "arl counts more tokens used than the provider because the killed stream never"
 	echo "reported its usage: arl keeps its whole reservation ($fallback tokens), while"

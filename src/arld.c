@@ -93,12 +93,20 @@ static void compare_bucket(struct arl *arl, const struct arld_bucket_spec *spec)
 		       live.limits[i].burst == (l->burst ? l->burst : l->amount) &&
 		       live.limits[i].headroom_permille == l->headroom_permille;
 	}
-	if (!same)
-		arl_log(ARL_LOG_WARNING,
-			"bucket %s exists with other limits than the configuration; the live "
-			"limits are kept (arlctl buckets shows them); to apply the new ones, stop "
-			"the clients and arld, remove /dev/shm%s and start arld again",
-			spec->name, arl_segment_name(arl));
+	if (same)
+		return;
+	arl_log(ARL_LOG_WARNING,
+		"bucket %s exists with other limits than the configuration (live: %u limits, "
+		"first %llu per %llu s, max_inflight %u; configured: %u limits, first %llu per "
+		"%llu s, max_inflight %u); the live limits are kept; to apply the new ones, stop "
+		"the clients and arld, remove /dev/shm%s and start arld again",
+		spec->name, live.nlimits,
+		(unsigned long long)(live.nlimits ? live.limits[0].amount : 0),
+		(unsigned long long)(live.nlimits ? live.limits[0].window_ns / 1000000000ull : 0),
+		live.max_inflight, want->nlimits,
+		(unsigned long long)(want->nlimits ? want->limits[0].amount : 0),
+		(unsigned long long)(want->nlimits ? want->limits[0].window_ns / 1000000000ull : 0),
+		want->max_inflight, arl_segment_name(arl));
 }
 
 /* Adds the configured buckets; an existing bucket of the same name is kept
@@ -122,7 +130,7 @@ static int create_buckets(struct arl *arl, const struct arld_config *config)
 				config->buckets[i].name, arl_strerror(rc));
 			return rc;
 		}
-		arl_log(ARL_LOG_INFO, "bucket %s created (%u limits, max_inflight %u)",
+		arl_log(ARL_LOG_INFO, "bucket %s created (limits: %u, max_inflight %u)",
 			config->buckets[i].name, config->buckets[i].config.nlimits,
 			config->buckets[i].config.max_inflight);
 	}
@@ -280,7 +288,7 @@ static int check_config_only(const char *path, const char *segment)
 		arld_config_free(&config);
 		return 1;
 	}
-	printf("%s: valid (segment %s, %u buckets)\n", path, config.segment, config.nbuckets);
+	printf("%s: valid (segment %s, buckets: %u)\n", path, config.segment, config.nbuckets);
 	arld_config_free(&config);
 	return 0;
 }
@@ -398,7 +406,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	arl_store_relaxed(&arl->header->supervisor_pid, (int32_t)getpid());
-	arl_log(ARL_LOG_INFO, "started on segment %s (%u buckets, sweep every %.3f s, "
+	arl_log(ARL_LOG_INFO, "started on segment %s (buckets: %u, sweep every %.3f s, "
 			      "reservation_ttl %.0f s)",
 		config.segment, config.nbuckets, (double)config.sweep_interval_ns / 1e9,
 		(double)config.reservation_ttl_ns / 1e9);

@@ -178,7 +178,10 @@ static int arld_key(struct load_state *st, const char *key, const char *value)
 		c->has_group = true;
 		return 1;
 	}
-	snprintf(st->error, st->error_size, "[arld] %s: unknown key", key);
+	snprintf(st->error, st->error_size,
+		 "[arld] %s: unknown key; use segment, buckets, reservations, processes, mode, "
+		 "group, sweep_interval or reservation_ttl",
+		 key);
 	return 0;
 }
 
@@ -340,8 +343,8 @@ static int bucket_key(struct load_state *st, const char *section, const char *ke
 		return rc;
 	snprintf(st->error, st->error_size,
 		 "[%s] %s: unknown key; use <unit>_per_<window> (units requests, tokens, "
-		 "input_tokens, output_tokens; windows second, minute, hour, day), max_inflight, "
-		 "refund or overage",
+		 "input_tokens, output_tokens; windows second, minute, hour, day), optionally "
+		 "with _burst or _headroom after it, max_inflight, refund or overage",
 		 section, key);
 	return 0;
 }
@@ -415,6 +418,62 @@ static int check_buckets(struct load_state *st)
 	return 0;
 }
 
+/* Returns true if the parsed configuration has a bucket of that name. */
+static bool has_bucket(const struct arld_config *c, const char *name)
+{
+	uint32_t i;
+
+	for (i = 0; i < c->nbuckets; i++)
+		if (strcmp(c->buckets[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Checks the section headers, which inih does not report on their own: a
+ * bucket section declared twice would merge silently, and one with no keys
+ * would vanish (and leave the built-in default bucket in its place).
+ * Returns 0, or -1 with a message naming the line.
+ */
+static int check_sections(const struct arld_config *c, const char *path, char *error,
+			  size_t error_size)
+{
+	char line[512], seen[64][ARL_NAME_MAX + 16];
+	unsigned nseen = 0, number = 0, i;
+	FILE *f = fopen(path, "r");
+	int rc = 0;
+
+	if (!f)
+		return 0; /* ini_parse already reported it */
+	while (rc == 0 && fgets(line, sizeof(line), f)) {
+		char *start = line + strspn(line, " \t"), *end;
+
+		number++;
+		if (*start != '[' || !(end = strchr(start, ']')))
+			continue;
+		*end = '\0';
+		start++;
+		for (i = 0; i < nseen && strcmp(seen[i], start) != 0; i++)
+			;
+		if (i < nseen) {
+			snprintf(error, error_size,
+				 "%s:%u: section [%s] appears twice; merge the two into one", path,
+				 number, start);
+			rc = -1;
+		} else if (strncmp(start, "bucket:", 7) == 0 && !has_bucket(c, start + 7)) {
+			snprintf(error, error_size,
+				 "%s:%u: section [%s] has no keys; give the bucket at least one "
+				 "limit, such as requests_per_minute = 500",
+				 path, number, start);
+			rc = -1;
+		} else if (nseen < 64) {
+			snprintf(seen[nseen++], sizeof(seen[0]), "%s", start);
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
 int arld_config_load(struct arld_config *config, const char *path, char *error,
 		     size_t error_size)
 {
@@ -436,7 +495,7 @@ int arld_config_load(struct arld_config *config, const char *path, char *error,
 		snprintf(error, error_size, "%s: %s", path, detail);
 		return -1;
 	}
-	return 0;
+	return check_sections(config, path, error, error_size);
 }
 
 void arld_config_free(struct arld_config *config)

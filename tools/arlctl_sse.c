@@ -156,5 +156,8 @@ int arlctl_sse_usage(int argc, char **argv)
 	arl_stream_parser_usage(&parser, &usage);
 	arl_stream_parser_destroy(&parser);
 	arlctl_sse_print_usage(&usage);
+	if (format == ARL_STREAM_SSE && usage.events == 0)
+		fprintf(stderr, "arlctl sse-usage: no server-sent events in the input; for one "
+				"JSON object per line (Ollama's stream), use --format ndjson\n");
 	return 0;
 }
