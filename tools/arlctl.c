@@ -7,6 +7,7 @@
 
 #include <arl.h>
 
+#include "arlctl_run.h"
 #include "arlctl_sse.h"
 
 struct listing {
@@ -24,6 +25,8 @@ static void usage(FILE *out)
 		"  status         segment layout, supervisor and table usage\n"
 		"  buckets        each bucket's limits, availability, in-flight and counters\n"
 		"  reservations   live reservations: bucket, owner pid, tokens, age, idle time\n"
+		"  processes      attached processes: entry, pid, alive, reservations held\n"
+		"  run            run a command under a reservation (arlctl run --help)\n"
 		"  wait-sweep [N] wait until arld completes N more sweeps (default 1), at most\n"
 		"                 --timeout SECONDS (default 30); exit 1 on timeout\n"
 		"  sse-usage      read a response stream on standard input and print its usage\n"
@@ -381,6 +384,51 @@ static int cmd_wait_sweep(const struct listing *l, int argc, char **argv)
 	return rc == 0 ? 0 : 1;
 }
 
+static int cmd_processes(const struct listing *l)
+{
+	const struct arl_shm_process *procs;
+	struct arl *arl;
+	uint64_t now;
+	bool first = true;
+	uint32_t i;
+
+	if (attach_read_only(l, &arl) != 0)
+		return 1;
+	procs = arl_impl_processes(arl);
+	now = arl_now(arl);
+	if (l->json)
+		printf("[");
+	else
+		printf("%-8s %8s %6s %13s %10s\n", "entry", "pid", "alive", "reservations",
+		       "age_s");
+	for (i = 0; i < arl->header->process_capacity; i++) {
+		const struct arl_shm_process *p = &procs[i];
+		bool alive;
+
+		if (arl_load_acquire(&p->state) != ARL_PROCESS_LIVE)
+			continue;
+		alive = arl_impl_byte_locked(arl->fd, ARL_PROCESS_LOCK_BASE + i);
+		if (l->json)
+			printf("%s{\"entry\": %u, \"pid\": %d, \"alive\": %s, "
+			       "\"reservations\": %u, \"age_ns\": %llu}",
+			       first ? "" : ", ", i, (int)arl_load_relaxed(&p->pid),
+			       alive ? "true" : "false", arl_load_relaxed(&p->live_reservations),
+			       (unsigned long long)arl_impl_sat_sub(now,
+								   arl_load_relaxed(&p->attached_ns)));
+		else
+			printf("%-8u %8d %6s %13u %10.1f\n", i, (int)arl_load_relaxed(&p->pid),
+			       alive ? "yes" : "no", arl_load_relaxed(&p->live_reservations),
+			       seconds(arl_impl_sat_sub(now, arl_load_relaxed(&p->attached_ns))));
+		first = false;
+	}
+	if (l->json)
+		printf("]\n");
+	else if (first)
+		printf("no attached processes\n");
+	arl_detach(arl);
+	return 0;
+}
+
 static int run_listing(const char *command, int argc, char **argv, struct listing *l)
 {
 	static const struct option options[] = {
@@ -412,6 +460,8 @@ static int run_listing(const char *command, int argc, char **argv, struct listin
 		return cmd_status(l);
 	if (strcmp(command, "buckets") == 0)
 		return cmd_buckets(l);
+	if (strcmp(command, "processes") == 0)
+		return cmd_processes(l);
 	return cmd_reservations(l);
 }
 
@@ -448,13 +498,15 @@ int main(int argc, char **argv)
 	command = argv[i];
 	if (strcmp(command, "sse-usage") == 0)
 		return arlctl_sse_usage(argc - i, argv + i);
+	if (strcmp(command, "run") == 0)
+		return arlctl_run(l.segment, argc - i, argv + i);
 	if (strcmp(command, "wait-sweep") == 0)
 		return cmd_wait_sweep(&l, argc - i, argv + i);
 	if (strcmp(command, "status") == 0 || strcmp(command, "buckets") == 0 ||
-	    strcmp(command, "reservations") == 0)
+	    strcmp(command, "reservations") == 0 || strcmp(command, "processes") == 0)
 		return run_listing(command, argc - i, argv + i, &l);
 	fprintf(stderr, "arlctl: unknown command %s; commands: status, buckets, reservations, "
-			"wait-sweep, sse-usage\n",
+			"processes, run, wait-sweep, sse-usage\n",
 		command);
 	return 2;
 }
