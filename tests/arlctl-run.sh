@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# arlctl run and processes against a real arld: the command's output passes
-# through, its exit status comes back (a code, a signal, a command that
-# cannot run), and every path releases: a stream with usage refunds, other
-# endings keep the estimate, an exec failure cancels.
-# Usage: arlctl-run.sh BUILD_DIR CASES_FIXTURE_DIR
+# arlctl run and processes against a real arld. The command's output passes
+# through and its exit status comes back (a code, a signal, a command that
+# cannot run). Every path releases: a stream with usage refunds, other
+# endings keep the estimate, and an exec failure cancels.
+# Usage: arlctl-run.sh BUILD_DIR
 set -euo pipefail
 
 build=$1

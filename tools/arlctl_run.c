@@ -2,7 +2,7 @@
 /*
  * arlctl run: runs a command under a reservation, so shell scripts and
  * programs in any language can share a quota. The command's standard output
- * passes through unchanged; with --sse it is also tracked as a stream, and
+ * passes through unchanged. With --sse it is also tracked as a stream, and
  * the reservation is released with the usage found there. Every path ends in
  * a release: the command's success, failure, death by a signal, or a signal
  * to arlctl itself (forwarded to the command).
