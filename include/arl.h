@@ -217,16 +217,35 @@ struct arl_shm_header {
  * One limit of a bucket as GCRA: a grant of x units moves the theoretical
  * arrival time to max(tat, now) + cost(x), allowed while it stays within
  * tolerance_ns of now. cost(x) = ceil(x * window_ns / amount) nanoseconds.
+ * The parameters live in the bucket's configuration records; only the TAT,
+ * which every grant and refund changes, is here, on a line of its own.
  */
 struct arl_shm_limit {
 	ARL_ALIGNED uint64_t tat_ns; /* hot: CAS by every grant and refund */
-	uint64_t amount;	     /* units per window */
-	uint64_t window_ns;
-	uint64_t burst;		/* units */
-	uint64_t usable_burst;	/* units: burst less the headroom */
-	uint64_t tolerance_ns;	/* cost(usable_burst) */
-	uint32_t unit;		/* enum arl_unit */
+};
+
+struct arl_shm_limit_config {
+	uint32_t unit;		    /* enum arl_unit */
 	uint32_t headroom_permille; /* share of the burst kept unused */
+	uint64_t amount;	    /* units per window */
+	uint64_t window_ns;
+	uint64_t burst;	       /* units */
+	uint64_t usable_burst; /* units: burst less the headroom */
+	uint64_t tolerance_ns; /* cost(usable_burst) */
+};
+
+/*
+ * A bucket's configuration. A bucket has two records: clients read the one
+ * config_index names, and a change fills the other one and then publishes
+ * its index, so a record being written is never the one in use. seq is odd
+ * while the record is being written; a reader that sees it change retries.
+ */
+struct arl_shm_bucket_config {
+	uint32_t seq;
+	uint32_t nlimits;
+	uint32_t max_inflight; /* 0: no cap */
+	uint32_t flags;	       /* ARL_BUCKET_* */
+	struct arl_shm_limit_config limit[ARL_MAX_LIMITS];
 };
 
 /* Bucket states. A bucket is written while BUSY and published as LIVE. */
@@ -258,14 +277,13 @@ struct arl_shm_bucket_stats {
 #define ARL_WAITER_ABANDONED 2u /* the owner gave up; skip the ticket */
 
 struct arl_shm_bucket {
-	/* Identity and configuration, immutable while LIVE. */
+	/* Identity, immutable while LIVE, and the configuration records. */
 	ARL_ALIGNED uint32_t state; /* ARL_BUCKET_*, published with release */
 	uint32_t gen;		    /* bumped each time the slot is (re)used */
-	uint32_t nlimits;
-	uint32_t max_inflight; /* 0: no cap */
-	uint32_t flags;	       /* ARL_BUCKET_* */
+	uint32_t config_index;	    /* 0 or 1: the record in use */
 	uint32_t reserved;
 	char name[ARL_NAME_MAX + 1];
+	struct arl_shm_bucket_config config[2];
 
 	/* Hot words changed by reservations. */
 	/* Live reservations holding an in-flight slot in bits 0-31, and a
@@ -447,7 +465,7 @@ ARL_API uint64_t arl_impl_sat_sub(uint64_t a, uint64_t b)
 /* Nanoseconds that x units take to refill: ceil(x * window / amount),
  * saturated. One function for charges and refunds, so both round alike and
  * a cancel restores exactly what the grant took. */
-ARL_API uint64_t arl_impl_cost_ns(const struct arl_shm_limit *limit, uint64_t x)
+ARL_API uint64_t arl_impl_cost_ns(const struct arl_shm_limit_config *limit, uint64_t x)
 {
 	__extension__ typedef unsigned __int128 u128;
 	uint64_t amount = limit->amount;
@@ -462,7 +480,7 @@ ARL_API uint64_t arl_impl_cost_ns(const struct arl_shm_limit *limit, uint64_t x)
 
 /* Nanoseconds that x units refill, rounded down: what a refund gives back,
  * so that a refund never returns more time than its tokens are worth. */
-ARL_API uint64_t arl_impl_refund_ns(const struct arl_shm_limit *limit, uint64_t x)
+ARL_API uint64_t arl_impl_refund_ns(const struct arl_shm_limit_config *limit, uint64_t x)
 {
 	__extension__ typedef unsigned __int128 u128;
 	u128 product;
@@ -1413,6 +1431,40 @@ ARL_API int arl_bucket_find(struct arl *arl, const char *name, struct arl_bucket
 	return ARL_ENOENT;
 }
 
+/* Fills a configuration record from a validated configuration. Release
+ * stores: a reader that acquires any new field also sees the odd seq that
+ * arl_bucket_set_limits() stored before it, and retries. */
+ARL_API void arl_impl_fill_config(struct arl_shm_bucket_config *rec,
+				  const struct arl_bucket_config *c)
+{
+	uint32_t i;
+
+	arl_store_release(&rec->nlimits, c->nlimits);
+	arl_store_release(&rec->max_inflight, c->max_inflight);
+	arl_store_release(&rec->flags, c->flags);
+	for (i = 0; i < ARL_MAX_LIMITS; i++) {
+		struct arl_shm_limit_config l;
+
+		memset(&l, 0, sizeof(l));
+		if (i < c->nlimits) {
+			l.unit = c->limits[i].unit;
+			l.amount = c->limits[i].amount;
+			l.window_ns = c->limits[i].window_ns;
+			l.burst = c->limits[i].burst ? c->limits[i].burst : c->limits[i].amount;
+			l.headroom_permille = c->limits[i].headroom_permille;
+			l.usable_burst = l.burst - l.burst * l.headroom_permille / 1000;
+			l.tolerance_ns = arl_impl_cost_ns(&l, l.usable_burst);
+		}
+		arl_store_release(&rec->limit[i].unit, l.unit);
+		arl_store_release(&rec->limit[i].headroom_permille, l.headroom_permille);
+		arl_store_release(&rec->limit[i].amount, l.amount);
+		arl_store_release(&rec->limit[i].window_ns, l.window_ns);
+		arl_store_release(&rec->limit[i].burst, l.burst);
+		arl_store_release(&rec->limit[i].usable_burst, l.usable_burst);
+		arl_store_release(&rec->limit[i].tolerance_ns, l.tolerance_ns);
+	}
+}
+
 ARL_API void arl_impl_fill_bucket(struct arl_shm_bucket *b, const struct arl_bucket_config *c,
 				  uint64_t now)
 {
@@ -1420,27 +1472,17 @@ ARL_API void arl_impl_fill_bucket(struct arl_shm_bucket *b, const struct arl_buc
 
 	memset(b->name, 0, sizeof(b->name));
 	memcpy(b->name, c->name, strlen(c->name));
-	b->nlimits = c->nlimits;
-	b->max_inflight = c->max_inflight;
-	b->flags = c->flags;
+	memset(b->config, 0, sizeof(b->config));
+	arl_impl_fill_config(&b->config[0], c);
+	b->config_index = 0;
 	b->inflight = 0;
 	b->waiters = 0;
 	b->queue_head = b->queue_tail = 0;
 	b->queue_stall_seen = 0;
 	memset(b->queue, 0, sizeof(b->queue));
 	memset(&b->stats, 0, sizeof(b->stats));
-	for (i = 0; i < c->nlimits; i++) {
-		struct arl_shm_limit *l = &b->limits[i];
-
-		l->unit = c->limits[i].unit;
-		l->amount = c->limits[i].amount;
-		l->window_ns = c->limits[i].window_ns;
-		l->burst = c->limits[i].burst ? c->limits[i].burst : c->limits[i].amount;
-		l->headroom_permille = c->limits[i].headroom_permille;
-		l->usable_burst = l->burst - l->burst * l->headroom_permille / 1000;
-		l->tolerance_ns = arl_impl_cost_ns(l, l->usable_burst);
-		l->tat_ns = now; /* a new bucket starts full */
-	}
+	for (i = 0; i < ARL_MAX_LIMITS; i++)
+		b->limits[i].tat_ns = now; /* a new bucket starts full */
 }
 
 /*
@@ -1510,9 +1552,156 @@ ARL_API struct arl_shm_bucket *arl_impl_bucket(const struct arl *arl, uint32_t i
 	b = &arl_impl_buckets(arl)[index];
 	if (arl_load_acquire(&b->state) != ARL_BUCKET_LIVE || arl_load_relaxed(&b->gen) != gen)
 		return NULL;
-	if (b->nlimits > ARL_MAX_LIMITS)
-		return NULL; /* written by a hostile process: never index past the array */
 	return b;
+}
+
+/* A bucket's configuration as one operation sees it: a private copy read
+ * once, so the operation never mixes an old and a new configuration. */
+struct arl_impl_view {
+	uint32_t nlimits;
+	uint32_t max_inflight;
+	uint32_t flags;
+	struct arl_shm_limit_config limit[ARL_MAX_LIMITS];
+};
+
+/*
+ * Copies the configuration record in use. The acquire load of seq pairs
+ * with the release store that completes the record in arl_bucket_set_limits(),
+ * and the acquire loads of the fields keep the second load of seq after the
+ * copy, so an unchanged even seq means the copy is whole. The index names a complete
+ * record, so a writer stopped mid-change never makes readers wait.
+ */
+ARL_API void arl_impl_read_config(const struct arl_shm_bucket *b, struct arl_impl_view *v)
+{
+	for (;;) {
+		/* Acquire pairs with the release store of config_index in
+		 * arl_bucket_set_limits(). */
+		uint32_t index = arl_load_acquire(&b->config_index) & 1u;
+		const struct arl_shm_bucket_config *rec = &b->config[index];
+		uint32_t seq = arl_load_acquire(&rec->seq);
+		uint32_t i;
+
+		/* Acquire loads keep the second load of seq after every field. */
+		v->nlimits = arl_load_acquire(&rec->nlimits);
+		if (v->nlimits > ARL_MAX_LIMITS)
+			v->nlimits = ARL_MAX_LIMITS; /* hostile: never index past the array */
+		v->max_inflight = arl_load_acquire(&rec->max_inflight);
+		v->flags = arl_load_acquire(&rec->flags);
+		for (i = 0; i < ARL_MAX_LIMITS; i++) {
+			const struct arl_shm_limit_config *l = &rec->limit[i];
+
+			v->limit[i].unit = arl_load_acquire(&l->unit);
+			v->limit[i].headroom_permille = arl_load_acquire(&l->headroom_permille);
+			v->limit[i].amount = arl_load_acquire(&l->amount);
+			v->limit[i].window_ns = arl_load_acquire(&l->window_ns);
+			v->limit[i].burst = arl_load_acquire(&l->burst);
+			v->limit[i].usable_burst = arl_load_acquire(&l->usable_burst);
+			v->limit[i].tolerance_ns = arl_load_acquire(&l->tolerance_ns);
+		}
+		if (!(seq & 1u) && arl_load_relaxed(&rec->seq) == seq &&
+		    (arl_load_relaxed(&b->config_index) & 1u) == index)
+			return;
+	}
+}
+
+/*
+ * Scales the time a limit owes (TAT - now) from the old refill rate to the
+ * new one, so the tokens it owes stay the same: owed' = owed * T'/T, where
+ * T = window / amount is the time one unit takes to refill.
+ */
+ARL_API void arl_impl_rescale_owed(struct arl_shm_limit *l, const struct arl_shm_limit_config *old,
+				   const struct arl_shm_limit_config *cur, uint64_t now)
+{
+	__extension__ typedef unsigned __int128 u128;
+	uint64_t tat = arl_load_relaxed(&l->tat_ns);
+
+	for (;;) {
+		u128 owed;
+
+		if (tat <= now || old->window_ns == 0 || cur->amount == 0)
+			return; /* owes nothing */
+		owed = (u128)(tat - now) * cur->window_ns * old->amount;
+		owed /= (u128)old->window_ns * cur->amount;
+		if (owed > UINT64_MAX / 4)
+			owed = UINT64_MAX / 4;
+		if (arl_cas(&l->tat_ns, &tat, now + (uint64_t)owed, __ATOMIC_RELAXED))
+			return;
+	}
+}
+
+/*
+ * Changes a live bucket's limits, in-flight cap and flags. Each limit keeps
+ * the tokens it owes rather than the time: a limit that owed the refill of N
+ * tokens still owes N at the new rate. The limits must keep their number
+ * and their units in order, since live reservations record their charges by
+ * position; a new shape needs a new bucket. Waiters are woken to try the new
+ * limits. Returns 0, ARL_ESTALE for a stale handle, ARL_EINVAL for another
+ * shape or an invalid configuration, ARL_EROFS, or ARL_ESYSTEM.
+ *
+ * NOTE: an operation that read the old configuration just before the change
+ * can finish under it a moment after the owed time was rescaled; the error
+ * is at most that one operation's charge.
+ */
+ARL_API int arl_bucket_set_limits(struct arl *arl, struct arl_bucket bucket,
+				  const struct arl_bucket_config *config)
+{
+	struct arl_shm_bucket_config *rec;
+	struct arl_shm_bucket *b;
+	struct arl_impl_view old, cur;
+	uint32_t i, next, seq;
+	uint64_t now;
+	int rc;
+
+	if (!arl || !config)
+		return ARL_EINVAL;
+	if (arl->read_only)
+		return ARL_EROFS;
+	rc = arl_bucket_config_check(config);
+	if (rc != 0)
+		return rc;
+	pthread_mutex_lock(&arl->register_lock);
+	if (arl_impl_lock_byte(arl->fd, F_OFD_SETLKW, F_WRLCK, 1) != 0) {
+		pthread_mutex_unlock(&arl->register_lock);
+		return ARL_ESYSTEM;
+	}
+	b = arl_impl_bucket(arl, bucket.index, bucket.gen);
+	if (!b) {
+		rc = ARL_ESTALE;
+		goto out;
+	}
+	arl_impl_read_config(b, &old);
+	rc = config->nlimits == old.nlimits ? 0 : ARL_EINVAL;
+	for (i = 0; rc == 0 && i < old.nlimits; i++)
+		if (config->limits[i].unit != old.limit[i].unit)
+			rc = ARL_EINVAL;
+	if (rc != 0)
+		goto out;
+
+	/* Fill the record not in use. Its seq is odd meanwhile (it may be odd
+	 * already if an earlier writer died here); the fields' release stores
+	 * keep the odd value ahead of them for a reader that checks seq twice. */
+	next = (arl_load_relaxed(&b->config_index) & 1u) ^ 1u;
+	rec = &b->config[next];
+	seq = arl_load_relaxed(&rec->seq) | 1u;
+	arl_store_relaxed(&rec->seq, seq);
+	arl_impl_fill_config(rec, config);
+	/* Paired with the acquire load of seq in arl_impl_read_config(). */
+	arl_store_release(&rec->seq, seq + 1);
+
+	/* Rescale what each limit owes, then switch readers to the new record. */
+	arl_impl_read_config(b, &old);
+	now = arl_now(arl);
+	for (i = 0; i < old.nlimits; i++) {
+		cur.limit[i] = rec->limit[i];
+		arl_impl_rescale_owed(&b->limits[i], &old.limit[i], &cur.limit[i], now);
+	}
+	/* Paired with the acquire load of config_index in arl_impl_read_config(). */
+	arl_store_release(&b->config_index, next);
+	arl_impl_wake_bucket(b);
+out:
+	arl_impl_lock_byte(arl->fd, F_OFD_SETLK, F_UNLCK, 1);
+	pthread_mutex_unlock(&arl->register_lock);
+	return rc;
 }
 
 /* ------------------------------------------------------------------------
@@ -1541,11 +1730,10 @@ ARL_API uint64_t arl_impl_units(uint32_t unit, uint64_t input, uint64_t output)
  * Returns 0, or ARL_EAGAIN with *retry_at set to the exact time at which the
  * same charge would fit.
  */
-ARL_API int arl_impl_limit_take(struct arl_shm_limit *l, uint64_t cost, uint64_t now,
-				uint64_t *retry_at)
+ARL_API int arl_impl_limit_take(struct arl_shm_limit *l, uint64_t cost, uint64_t tolerance,
+				uint64_t now, uint64_t *retry_at)
 {
 	uint64_t tat = arl_load_relaxed(&l->tat_ns);
-	uint64_t tolerance = l->tolerance_ns;
 
 	for (;;) {
 		uint64_t base = tat > now ? tat : now;
@@ -1603,9 +1791,8 @@ ARL_API uint32_t arl_impl_inflight_count(uint64_t word)
 /* Takes an in-flight slot if the cap allows. The release half of acq_rel
  * pairs with the sweeper's acquire load of the word in src/sweep.c: a
  * sweeper that sees this take also sees the slot record written before it. */
-ARL_API bool arl_impl_inflight_take(struct arl_shm_bucket *b)
+ARL_API bool arl_impl_inflight_take(struct arl_shm_bucket *b, uint32_t cap)
 {
-	uint32_t cap = b->max_inflight;
 	uint64_t word;
 
 	if (cap == 0) {
@@ -1634,10 +1821,12 @@ ARL_API void arl_impl_inflight_give(struct arl_shm_bucket *b)
  * Reservations
  * ------------------------------------------------------------------------ */
 
-/* The buckets of a slot's chain, resolved; NULL for a bucket removed since. */
+/* The buckets of a slot's chain, resolved, with the configuration each is
+ * seen with; NULL for a bucket removed since. */
 struct arl_impl_chain {
 	uint32_t n;
 	struct arl_shm_bucket *bucket[ARL_MAX_CHAIN];
+	struct arl_impl_view view[ARL_MAX_CHAIN];
 };
 
 ARL_API void arl_impl_resolve_chain(const struct arl *arl, const struct arl_shm_reservation *r,
@@ -1647,28 +1836,33 @@ ARL_API void arl_impl_resolve_chain(const struct arl *arl, const struct arl_shm_
 
 	/* A hostile process could write any count: never index past the array. */
 	chain->n = n > ARL_MAX_CHAIN ? ARL_MAX_CHAIN : n;
-	for (c = 0; c < chain->n; c++)
+	for (c = 0; c < chain->n; c++) {
 		chain->bucket[c] = arl_impl_bucket(arl, arl_load_relaxed(&r->bucket_index[c]),
 						   arl_load_relaxed(&r->bucket_gen[c]));
+		if (chain->bucket[c])
+			arl_impl_read_config(chain->bucket[c], &chain->view[c]);
+	}
 }
 
 /* Gives back the charges of one chain position that mask selects and the
  * slot's marks still hold, clearing each mark before its give-back. */
 ARL_API void arl_impl_give_back_one(struct arl_shm_reservation *r, uint32_t c,
-				    struct arl_shm_bucket *b, uint32_t mask, uint64_t now)
+				    struct arl_shm_bucket *b, const struct arl_impl_view *v,
+				    uint32_t mask, uint64_t now)
 {
 	uint64_t in = arl_load_relaxed(&r->input_tokens);
 	uint64_t out = arl_load_relaxed(&r->output_tokens);
 	uint32_t i;
 
-	for (i = 0; i < b->nlimits; i++) {
-		struct arl_shm_limit *l = &b->limits[i];
+	for (i = 0; i < v->nlimits; i++) {
+		const struct arl_shm_limit_config *l = &v->limit[i];
 		uint32_t mark = ARL_MARK_LIMIT(c, i);
 
 		/* Whoever clears the mark gives the charge back, once. */
 		if (!(mask & mark) || !(__atomic_fetch_and(&r->marks, ~mark, __ATOMIC_RELAXED) & mark))
 			continue;
-		arl_impl_limit_give(l, arl_impl_cost_ns(l, arl_impl_units(l->unit, in, out)), now);
+		arl_impl_limit_give(&b->limits[i],
+				    arl_impl_cost_ns(l, arl_impl_units(l->unit, in, out)), now);
 	}
 	/* A kill between clearing the mark and the give leaves the count one
 	 * too high; the sweeper resets the count of a bucket no reservation
@@ -1688,7 +1882,7 @@ ARL_API void arl_impl_give_back(struct arl_shm_reservation *r, const struct arl_
 
 	for (c = 0; c < chain->n; c++)
 		if (chain->bucket[c])
-			arl_impl_give_back_one(r, c, chain->bucket[c], mask, now);
+			arl_impl_give_back_one(r, c, chain->bucket[c], &chain->view[c], mask, now);
 }
 
 ARL_API void arl_impl_wake_chain(const struct arl_impl_chain *chain)
@@ -1765,12 +1959,12 @@ ARL_API int arl_impl_check_request(const struct arl_request *req)
 
 /* Returns ARL_ENEVERFITS if some limit of the bucket can never grant req:
  * the request is larger than the limit's burst less its headroom. */
-ARL_API int arl_impl_check_fits(const struct arl_shm_bucket *b, const struct arl_request *req)
+ARL_API int arl_impl_check_fits(const struct arl_impl_view *v, const struct arl_request *req)
 {
 	uint32_t i;
 
-	for (i = 0; i < b->nlimits; i++) {
-		const struct arl_shm_limit *l = &b->limits[i];
+	for (i = 0; i < v->nlimits; i++) {
+		const struct arl_shm_limit_config *l = &v->limit[i];
 		uint64_t units = arl_impl_units(l->unit, req->input_tokens, req->output_tokens);
 
 		if (units > l->usable_burst)
@@ -1795,12 +1989,14 @@ ARL_API uint64_t arl_impl_fit_time(const struct arl_shm_reservation *r,
 
 	for (c = 0; c < chain->n; c++) {
 		const struct arl_shm_bucket *b = chain->bucket[c];
+		const struct arl_impl_view *v = &chain->view[c];
 
-		for (i = 0; b && i < b->nlimits; i++) {
-			const struct arl_shm_limit *l = &b->limits[i];
+		for (i = 0; b && i < v->nlimits; i++) {
+			const struct arl_shm_limit_config *l = &v->limit[i];
 			uint64_t cost = arl_impl_cost_ns(l, arl_impl_units(l->unit, in, out));
 			uint64_t at = arl_impl_sat_sub(
-				arl_impl_sat_add(arl_load_relaxed(&l->tat_ns), cost), l->tolerance_ns);
+				arl_impl_sat_add(arl_load_relaxed(&b->limits[i].tat_ns), cost),
+				l->tolerance_ns);
 
 			if (at > latest)
 				latest = at;
@@ -1813,23 +2009,24 @@ ARL_API uint64_t arl_impl_fit_time(const struct arl_shm_reservation *r,
  * Returns 0, ARL_EAGAIN when a limit refused, or 1 when the in-flight cap
  * refused. */
 ARL_API int arl_impl_charge_one(struct arl_shm_reservation *r, uint32_t c,
-				struct arl_shm_bucket *b, uint64_t now)
+				struct arl_shm_bucket *b, const struct arl_impl_view *v,
+				uint64_t now)
 {
 	uint64_t in = arl_load_relaxed(&r->input_tokens);
 	uint64_t out = arl_load_relaxed(&r->output_tokens);
 	uint64_t unused;
 	uint32_t i;
 
-	if (!arl_impl_inflight_take(b))
+	if (!arl_impl_inflight_take(b, v->max_inflight))
 		return 1;
 	/* Relaxed: whoever reads the marks later acquires them through the
 	 * slot word (COMMITTED, or the CAS that takes a dead owner's slot). */
 	__atomic_fetch_or(&r->marks, ARL_MARK_INFLIGHT(c), __ATOMIC_RELAXED);
-	for (i = 0; i < b->nlimits; i++) {
-		struct arl_shm_limit *l = &b->limits[i];
+	for (i = 0; i < v->nlimits; i++) {
+		const struct arl_shm_limit_config *l = &v->limit[i];
 		uint64_t cost = arl_impl_cost_ns(l, arl_impl_units(l->unit, in, out));
 
-		if (arl_impl_limit_take(l, cost, now, &unused) != 0)
+		if (arl_impl_limit_take(&b->limits[i], cost, l->tolerance_ns, now, &unused) != 0)
 			return ARL_EAGAIN;
 		__atomic_fetch_or(&r->marks, ARL_MARK_LIMIT(c, i), __ATOMIC_RELAXED);
 	}
@@ -1850,7 +2047,7 @@ ARL_API int arl_impl_charge(struct arl_shm_reservation *r, const struct arl_impl
 	int rc = 0;
 
 	for (c = 0; c < chain->n && rc == 0; c++)
-		rc = arl_impl_charge_one(r, c, chain->bucket[c], now);
+		rc = arl_impl_charge_one(r, c, chain->bucket[c], &chain->view[c], now);
 	if (rc == 0)
 		return 0;
 
@@ -1898,9 +2095,10 @@ ARL_API int arl_impl_check_chain(struct arl *arl, const struct arl_bucket *bucke
 		chain->bucket[c] = arl_impl_bucket(arl, buckets[c].index, buckets[c].gen);
 		if (!chain->bucket[c])
 			return ARL_ESTALE;
+		arl_impl_read_config(chain->bucket[c], &chain->view[c]);
 	}
 	for (c = 0; c < n; c++) {
-		rc = arl_impl_check_fits(chain->bucket[c], req);
+		rc = arl_impl_check_fits(&chain->view[c], req);
 		if (rc != 0) {
 			arl_add_relaxed(&chain->bucket[c]->stats.rejected, 1);
 			return rc;
@@ -2336,20 +2534,21 @@ ARL_API struct arl_shm_reservation *arl_impl_begin_release(struct arl *arl,
 }
 
 /* Applies a release's accounting to one limit: refund or overage. */
-ARL_API void arl_impl_settle_limit(struct arl_shm_limit *l, uint32_t bucket_flags,
+ARL_API void arl_impl_settle_limit(struct arl_shm_limit *tat,
+				   const struct arl_shm_limit_config *l, uint32_t bucket_flags,
 				   uint64_t reserved, uint64_t actual, uint64_t now,
 				   struct arl_shm_bucket_stats *stats, bool count)
 {
 	if (actual < reserved) {
 		if (bucket_flags & ARL_BUCKET_NO_REFUND)
 			return;
-		arl_impl_limit_give(l, arl_impl_refund_ns(l, reserved - actual), now);
+		arl_impl_limit_give(tat, arl_impl_refund_ns(l, reserved - actual), now);
 		if (count)
 			arl_add_relaxed(&stats->refunded_tokens, reserved - actual);
 	} else if (actual > reserved) {
 		if (bucket_flags & ARL_BUCKET_IGNORE_OVERAGE)
 			return;
-		arl_impl_limit_charge(l, arl_impl_cost_ns(l, actual - reserved), now);
+		arl_impl_limit_charge(tat, arl_impl_cost_ns(l, actual - reserved), now);
 		if (count)
 			arl_add_relaxed(&stats->overage_tokens, actual - reserved);
 	}
@@ -2357,8 +2556,8 @@ ARL_API void arl_impl_settle_limit(struct arl_shm_limit *l, uint32_t bucket_flag
 
 /* The actual units a limit charges for a usage; the estimate when the
  * usage does not say. */
-ARL_API uint64_t arl_impl_actual_units(const struct arl_shm_limit *l, const struct arl_usage *u,
-				       uint64_t reserved)
+ARL_API uint64_t arl_impl_actual_units(const struct arl_shm_limit_config *l,
+				       const struct arl_usage *u, uint64_t reserved)
 {
 	uint64_t partial;
 
@@ -2392,7 +2591,8 @@ ARL_API int arl_impl_check_usage(const struct arl_usage *u)
 
 /* Settles one bucket of a released chain: refund or overage per limit, and
  * the counters. */
-ARL_API void arl_impl_settle_bucket(struct arl_shm_bucket *b, const struct arl_shm_reservation *r,
+ARL_API void arl_impl_settle_bucket(struct arl_shm_bucket *b, const struct arl_impl_view *v,
+				    const struct arl_shm_reservation *r,
 				    const struct arl_usage *usage, uint64_t now)
 {
 	uint64_t in = arl_load_relaxed(&r->input_tokens);
@@ -2401,13 +2601,13 @@ ARL_API void arl_impl_settle_bucket(struct arl_shm_bucket *b, const struct arl_s
 	bool counted = false;
 	uint32_t i;
 
-	for (i = 0; i < b->nlimits; i++) {
-		struct arl_shm_limit *l = &b->limits[i];
+	for (i = 0; i < v->nlimits; i++) {
+		const struct arl_shm_limit_config *l = &v->limit[i];
 		uint64_t reserved = arl_impl_units(l->unit, in, out);
 		uint64_t actual = arl_impl_actual_units(l, usage, reserved);
 
 		/* Count tokens once per bucket, on its first tokens limit. */
-		arl_impl_settle_limit(l, b->flags, reserved, actual, now, &b->stats,
+		arl_impl_settle_limit(&b->limits[i], l, v->flags, reserved, actual, now, &b->stats,
 				      l->unit == ARL_UNIT_TOKENS && !counted);
 		counted = counted || l->unit == ARL_UNIT_TOKENS;
 	}
@@ -2456,7 +2656,7 @@ ARL_API int arl_release(struct arl *arl, const struct arl_reservation *res,
 	now = arl_now(arl);
 	for (c = 0; c < chain.n; c++)
 		if (chain.bucket[c])
-			arl_impl_settle_bucket(chain.bucket[c], r, usage, now);
+			arl_impl_settle_bucket(chain.bucket[c], &chain.view[c], r, usage, now);
 	arl_impl_give_back(r, &chain, ARL_MARKS_INFLIGHT, now);
 	arl_impl_free_slot(arl, r, word);
 	arl_impl_wake_chain(&chain);
@@ -2548,9 +2748,10 @@ struct arl_bucket_stats {
 };
 
 /* Units of a limit available at now: (tolerance - (tat - now)) / cost(1). */
-ARL_API uint64_t arl_impl_available(const struct arl_shm_limit *l, uint64_t now)
+ARL_API uint64_t arl_impl_available(const struct arl_shm_limit *shared,
+				      const struct arl_shm_limit_config *l, uint64_t now)
 {
-	uint64_t tat = arl_load_relaxed(&l->tat_ns);
+	uint64_t tat = arl_load_relaxed(&shared->tat_ns);
 	uint64_t used_ns = tat > now ? tat - now : 0;
 	uint64_t free_ns = arl_impl_sat_sub(l->tolerance_ns, used_ns);
 	__extension__ typedef unsigned __int128 u128;
@@ -2569,6 +2770,7 @@ ARL_API int arl_bucket_stats(const struct arl *arl, struct arl_bucket bucket,
 {
 	const struct arl_shm_bucket *b;
 	const struct arl_shm_bucket_stats *s;
+	struct arl_impl_view v;
 	uint64_t now;
 	uint32_t i;
 
@@ -2578,19 +2780,20 @@ ARL_API int arl_bucket_stats(const struct arl *arl, struct arl_bucket bucket,
 	if (!b)
 		return ARL_ESTALE;
 	memset(out, 0, sizeof(*out));
+	arl_impl_read_config(b, &v);
 	now = arl_now(arl);
 	memcpy(out->name, b->name, ARL_NAME_MAX);
-	out->nlimits = b->nlimits;
-	out->max_inflight = b->max_inflight;
+	out->nlimits = v.nlimits;
+	out->max_inflight = v.max_inflight;
 	out->inflight = arl_impl_inflight_count(arl_load_relaxed(&b->inflight));
-	out->flags = b->flags;
-	for (i = 0; i < b->nlimits; i++) {
-		out->limits[i].unit = b->limits[i].unit;
-		out->limits[i].amount = b->limits[i].amount;
-		out->limits[i].window_ns = b->limits[i].window_ns;
-		out->limits[i].burst = b->limits[i].burst;
-		out->limits[i].headroom_permille = b->limits[i].headroom_permille;
-		out->limits[i].available = arl_impl_available(&b->limits[i], now);
+	out->flags = v.flags;
+	for (i = 0; i < v.nlimits; i++) {
+		out->limits[i].unit = v.limit[i].unit;
+		out->limits[i].amount = v.limit[i].amount;
+		out->limits[i].window_ns = v.limit[i].window_ns;
+		out->limits[i].burst = v.limit[i].burst;
+		out->limits[i].headroom_permille = v.limit[i].headroom_permille;
+		out->limits[i].available = arl_impl_available(&b->limits[i], &v.limit[i], now);
 	}
 	s = &b->stats;
 	out->granted = arl_load_relaxed(&s->granted);

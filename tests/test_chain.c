@@ -2,8 +2,11 @@
 /*
  * Chains of buckets (a model bucket and its account bucket): all or nothing
  * across every limit of every bucket, the exact retry time of a whole chain,
- * refunds and cancels on every bucket, and headroom.
+ * refunds and cancels on every bucket, and headroom. Also changes to a live
+ * bucket's limits, which keep the tokens each limit owes.
  */
+#include <pthread.h>
+
 #include "testutil.h"
 
 static struct arl_bucket tokens_bucket(struct arl *arl, const char *name, uint64_t tpm,
@@ -222,6 +225,150 @@ START_TEST(split_usage_settles_tokens_limit)
 }
 END_TEST
 
+static struct arl_bucket_config tokens_config(const char *name, uint64_t tpm, uint32_t cap)
+{
+	struct arl_bucket_config c;
+
+	memset(&c, 0, sizeof(c));
+	c.name = name;
+	c.nlimits = 1;
+	c.limits[0].unit = ARL_UNIT_TOKENS;
+	c.limits[0].amount = tpm;
+	c.limits[0].window_ns = MINUTE_NS;
+	c.max_inflight = cap;
+	return c;
+}
+
+START_TEST(rate_change_keeps_tokens_owed)
+{
+	struct arl_bucket_config faster = tokens_config("rate", 1200, 0);
+	struct arl_reservation res;
+	char name[64];
+	struct arl *arl;
+	struct arl_bucket b;
+
+	test_segment_name(name, sizeof(name), "rate");
+	arl = test_create(name, 16);
+	b = tokens_bucket(arl, "rate", 600, 0); /* 10 tokens per second */
+	ck_assert_int_eq(test_reserve(arl, b, 300, &res), 0);
+	ck_assert_uint_eq(test_available(arl, b, 0), 300);
+
+	/* Twice the rate and burst: the 300 tokens owed stay owed, and are now
+	 * refilled in 15 s instead of 30 s. */
+	ck_assert_int_eq(arl_bucket_set_limits(arl, b, &faster), 0);
+	ck_assert_uint_eq(test_stats(arl, b).limits[0].amount, 1200);
+	ck_assert_uint_eq(test_available(arl, b, 0), 900);
+	test_advance(arl, 15 * NS_PER_S);
+	ck_assert_uint_eq(test_available(arl, b, 0), 1200);
+
+	/* A release after the change refunds at the new rate: all 300 back,
+	 * capped at the full bucket. */
+	ck_assert_int_eq(arl_release(arl, &res, NULL), 0);
+	ck_assert_uint_eq(test_available(arl, b, 0), 1200);
+	arl_detach(arl);
+	shm_unlink(name);
+}
+END_TEST
+
+START_TEST(limit_change_checks_shape)
+{
+	struct arl_bucket_config two = tokens_config("shape", 1000, 0);
+	struct arl_bucket_config other_unit = tokens_config("shape", 1000, 0);
+	struct arl_bucket_config cap = tokens_config("shape", 1000, 2);
+	struct arl_reservation r1, r2;
+	struct arl *read_only;
+	struct arl_attach_options o;
+	char name[64];
+	struct arl *arl;
+	struct arl_bucket b, stale;
+
+	test_segment_name(name, sizeof(name), "shape");
+	arl = test_create(name, 16);
+	b = tokens_bucket(arl, "shape", 1000, 0);
+	two.nlimits = 2;
+	two.limits[1] = two.limits[0];
+	two.limits[1].unit = ARL_UNIT_REQUESTS;
+	other_unit.limits[0].unit = ARL_UNIT_OUTPUT_TOKENS;
+	ck_assert_int_eq(arl_bucket_set_limits(arl, b, &two), ARL_EINVAL);
+	ck_assert_int_eq(arl_bucket_set_limits(arl, b, &other_unit), ARL_EINVAL);
+	ck_assert_int_eq(arl_bucket_set_limits(arl, b, NULL), ARL_EINVAL);
+	stale = b;
+	stale.gen++;
+	ck_assert_int_eq(arl_bucket_set_limits(arl, stale, &cap), ARL_ESTALE);
+	memset(&o, 0, sizeof(o));
+	o.name = name;
+	o.flags = ARL_ATTACH_READ_ONLY;
+	ck_assert_int_eq(arl_attach(&read_only, &o), 0);
+	ck_assert_int_eq(arl_bucket_set_limits(read_only, b, &cap), ARL_EROFS);
+	arl_detach(read_only);
+
+	/* A cap set on a live bucket applies to the next reservation. */
+	ck_assert_int_eq(test_reserve(arl, b, 1, &r1), 0);
+	ck_assert_int_eq(test_reserve(arl, b, 1, &r2), 0);
+	cap.max_inflight = 2;
+	ck_assert_int_eq(arl_bucket_set_limits(arl, b, &cap), 0);
+	ck_assert_int_eq(test_reserve(arl, b, 1, &r1), ARL_EAGAIN);
+	arl_detach(arl);
+	shm_unlink(name);
+}
+END_TEST
+
+/* Threads reserve and release while one thread switches the limits back
+ * and forth: under ThreadSanitizer this shows that readers never race the
+ * writer, and at the end nothing is left in flight. */
+struct change_load {
+	struct arl *arl;
+	struct arl_bucket b;
+	volatile int stop;
+	int failures;
+};
+
+static void *reserve_loop(void *arg)
+{
+	struct change_load *load = arg;
+	int i;
+
+	for (i = 0; i < 20000; i++) {
+		struct arl_reservation res;
+		struct arl_usage usage = test_usage(1);
+		int rc = test_reserve(load->arl, load->b, 2, &res);
+
+		if (rc == 0 && arl_release(load->arl, &res, &usage) != 0)
+			__atomic_fetch_add(&load->failures, 1, __ATOMIC_RELAXED);
+		else if (rc != 0 && rc != ARL_EAGAIN)
+			__atomic_fetch_add(&load->failures, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+START_TEST(limit_changes_race_reservations)
+{
+	struct arl_bucket_config slow = tokens_config("race", 100000, 8);
+	struct arl_bucket_config fast = tokens_config("race", 200000, 16);
+	struct change_load load;
+	pthread_t threads[3];
+	char name[64];
+	int i, round;
+
+	test_segment_name(name, sizeof(name), "race");
+	memset(&load, 0, sizeof(load));
+	load.arl = test_create(name, 64);
+	load.b = tokens_bucket(load.arl, "race", 100000, 0);
+	for (i = 0; i < 3; i++)
+		ck_assert_int_eq(pthread_create(&threads[i], NULL, reserve_loop, &load), 0);
+	for (round = 0; round < 2000; round++) {
+		ck_assert_int_eq(arl_bucket_set_limits(load.arl, load.b, round % 2 ? &fast : &slow), 0);
+		test_advance(load.arl, 1000000ull);
+	}
+	for (i = 0; i < 3; i++)
+		pthread_join(threads[i], NULL);
+	ck_assert_int_eq(load.failures, 0);
+	ck_assert_uint_eq(test_stats(load.arl, load.b).inflight, 0);
+	arl_detach(load.arl);
+	shm_unlink(name);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("chain");
@@ -235,6 +382,9 @@ int main(void)
 	tcase_add_test(tc, chain_arguments_are_checked);
 	tcase_add_test(tc, headroom_keeps_share_unused);
 	tcase_add_test(tc, split_usage_settles_tokens_limit);
+	tcase_add_test(tc, rate_change_keeps_tokens_owed);
+	tcase_add_test(tc, limit_change_checks_shape);
+	tcase_add_test(tc, limit_changes_race_reservations);
 	suite_add_tcase(suite, tc);
 	return test_run(suite);
 }
