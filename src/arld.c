@@ -48,7 +48,9 @@ static void usage(FILE *out)
 		"SIGTERM or SIGINT stops arld and leaves the segment in place; a restarted\n"
 		"arld adopts it with every reservation and count intact, and keeps the limits\n"
 		"of buckets that already exist (it warns when the configuration differs).\n"
-		"Only one arld supervises a segment at a time.\n"
+		"SIGHUP re-reads the configuration file: buckets get its limits (each limit\n"
+		"keeps the tokens it owes), new buckets are created. Only one arld\n"
+		"supervises a segment at a time.\n"
 		"\n"
 		"Exit status: 0 after a clean stop or a valid --check-config, 1 on a runtime\n"
 		"or configuration error, 2 on invalid options.\n");
@@ -173,26 +175,93 @@ static bool segment_replaced(const struct arl *arl)
 	return by_name.st_ino != mapped.st_ino || by_name.st_dev != mapped.st_dev;
 }
 
-/* Waits one sweep interval, or less when a stop signal arrives. */
-static void sleep_interval(uint64_t ns)
+/* Waits one sweep interval, or less when a signal arrives. Returns true
+ * when SIGHUP asked for a reload; a stop signal sets stop_signal. */
+static bool sleep_interval(uint64_t ns)
 {
 	struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
 	int sig = sigtimedwait(&stop_signals, NULL, &ts);
 
+	if (sig == SIGHUP)
+		return true;
 	if (sig > 0)
 		stop_signal = sig;
+	return false;
 }
 
-static void sweep_loop(struct arl *arl, const struct arld_config *config)
+/* Applies one bucket of a reloaded configuration: creates it, or changes a
+ * live bucket's limits when they differ. */
+static void reload_bucket(struct arl *arl, const struct arld_bucket_spec *spec)
 {
-	struct arl_sweep_options options = {config->reservation_ttl_ns, log_reclaim, log_anomaly,
-					    NULL};
+	struct arl_bucket handle;
+	int rc = arl_bucket_create(arl, &spec->config, &handle);
+
+	if (rc == 0) {
+		arl_log(ARL_LOG_INFO, "reload: bucket %s created", spec->name);
+		return;
+	}
+	if (rc != ARL_EEXIST) {
+		arl_log(ARL_LOG_ERROR, "reload: cannot create bucket %s: %s", spec->name,
+			arl_strerror(rc));
+		return;
+	}
+	rc = arl_bucket_set_limits(arl, handle, &spec->config);
+	if (rc == ARL_EINVAL)
+		arl_log(ARL_LOG_WARNING,
+			"reload: bucket %s has other limit units or another number of limits than "
+			"the file; such a change needs a new bucket name, or the segment removed "
+			"and arld restarted; its live limits are kept",
+			spec->name);
+	else if (rc != 0)
+		arl_log(ARL_LOG_ERROR, "reload: cannot change bucket %s: %s", spec->name,
+			arl_strerror(rc));
+	else
+		arl_log(ARL_LOG_INFO, "reload: bucket %s now has the file's limits", spec->name);
+}
+
+/*
+ * Re-reads the configuration file on SIGHUP. Buckets get the file's limits
+ * (the tokens each limit owes are kept), new buckets are created, and the
+ * sweep interval and TTL change; the segment's name and capacities cannot.
+ * A file that does not load leaves everything as it was.
+ */
+static void reload(struct arl *arl, struct arld_config *config, const char *path)
+{
+	struct arld_config fresh;
+	char error[768];
+	uint32_t i;
+
+	if (!path) {
+		arl_log(ARL_LOG_INFO, "SIGHUP: arld runs without --config; nothing to reload");
+		return;
+	}
+	arld_config_defaults(&fresh);
+	if (arld_config_load(&fresh, path, error, sizeof(error)) != 0) {
+		arl_log(ARL_LOG_ERROR, "reload failed, the running configuration is kept: %s",
+			error);
+		arld_config_free(&fresh);
+		return;
+	}
+	for (i = 0; i < fresh.nbuckets; i++)
+		reload_bucket(arl, &fresh.buckets[i]);
+	config->sweep_interval_ns = fresh.sweep_interval_ns;
+	config->reservation_ttl_ns = fresh.reservation_ttl_ns;
+	arl_log(ARL_LOG_INFO, "reloaded %s (buckets: %u, sweep every %.3f s, reservation_ttl %.0f s)",
+		path, fresh.nbuckets, (double)fresh.sweep_interval_ns / 1e9,
+		(double)fresh.reservation_ttl_ns / 1e9);
+	arld_config_free(&fresh);
+}
+
+static void sweep_loop(struct arl *arl, struct arld_config *config, const char *path)
+{
+	struct arl_sweep_options options = {0, log_reclaim, log_anomaly, NULL};
 	bool replaced_logged = false;
 
 	while (!stop_signal) {
 		struct arl_sweep_result result;
 
 		/* Reclaim what dead and idle clients left. */
+		options.reservation_ttl_ns = config->reservation_ttl_ns;
 		if (arl_sweep(arl, &options, &result) != 0)
 			arl_log(ARL_LOG_ERROR, "sweep failed: out of memory");
 
@@ -212,7 +281,9 @@ static void sweep_loop(struct arl *arl, const struct arld_config *config)
 			replaced_logged = true;
 		}
 
-		sleep_interval(config->sweep_interval_ns);
+		/* Sleep until the next sweep, reloading on SIGHUP. */
+		if (sleep_interval(config->sweep_interval_ns))
+			reload(arl, config, path);
 	}
 }
 
@@ -395,6 +466,7 @@ int main(int argc, char **argv)
 	sigemptyset(&stop_signals);
 	sigaddset(&stop_signals, SIGTERM);
 	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 
 	if (attach_segment(&config, &arl) != 0)
@@ -411,7 +483,7 @@ int main(int argc, char **argv)
 		config.segment, config.nbuckets, (double)config.sweep_interval_ns / 1e9,
 		(double)config.reservation_ttl_ns / 1e9);
 
-	sweep_loop(arl, &config);
+	sweep_loop(arl, &config, config_path);
 	arl_metrics_stop(metrics);
 
 	arl_store_relaxed(&arl->header->supervisor_pid, 0);

@@ -342,6 +342,43 @@ START_TEST(metrics_match_segment)
 }
 END_TEST
 
+START_TEST(sighup_applies_new_limits)
+{
+	struct supervisor sup;
+	struct arl *arl = start_arld(&sup, "hup", "300s");
+	struct arl_reservation res;
+	struct arl_bucket b;
+	uint64_t count, reserved_at, refill_bound;
+	FILE *f;
+
+	ck_assert_int_eq(arl_bucket_find(arl, "work", &b), 0);
+	reserved_at = arl_impl_monotonic_ns();
+	ck_assert_int_eq(test_reserve(arl, b, 4000, &res), 0);
+
+	/* Double the token limit and reload. */
+	f = fopen(sup.config, "w");
+	ck_assert(f != NULL);
+	fprintf(f, "[arld]\nsegment = %s\nsweep_interval = 100ms\nreservation_ttl = 300s\n"
+		   "[bucket:work]\nrequests_per_minute = 100\ntokens_per_minute = 20000\n"
+		   "max_inflight = 4\n",
+		sup.segment);
+	fclose(f);
+	count = arl_sweep_count(arl);
+	kill(sup.pid, SIGHUP);
+	/* arld reloads before its next sweep: wait for two. */
+	ck_assert_int_eq(arl_wait_sweep(arl, count + 1, WAIT_CEILING_NS), 0);
+
+	ck_assert_uint_eq(test_stats(arl, b).limits[1].amount, 20000);
+	/* The 4000 tokens owed are kept: 16000 of the new 20000 are free, plus
+	 * at most what refilled since the reservation at the new rate. */
+	refill_bound = (arl_impl_monotonic_ns() - reserved_at) * 20000 / MINUTE_NS + 1;
+	ck_assert_uint_ge(test_stats(arl, b).limits[1].available, 16000);
+	ck_assert_uint_le(test_stats(arl, b).limits[1].available, 16000 + refill_bound);
+	ck_assert_int_eq(arl_release(arl, &res, NULL), 0);
+	stop_arld(&sup, arl);
+}
+END_TEST
+
 START_TEST(second_arld_refused)
 {
 	struct supervisor sup;
@@ -375,6 +412,7 @@ int main(void)
 	tcase_add_test(tc, sigterm_leaves_segment_in_place);
 	tcase_add_test(tc, metrics_match_segment);
 	tcase_add_test(tc, second_arld_refused);
+	tcase_add_test(tc, sighup_applies_new_limits);
 	suite_add_tcase(suite, tc);
 	return test_run(suite);
 }
