@@ -158,7 +158,7 @@ ARL_API const char *arl_strerror(int code)
 #define ARL_MIN_WINDOW_NS 1000000000ull
 #define ARL_MAX_WINDOW_NS (86400ull * 1000000000ull)
 
-/* What a limit counts. A tokens limit charges input plus output tokens. */
+/* The unit a limit counts. A tokens limit charges input plus output tokens. */
 enum arl_unit {
 	ARL_UNIT_REQUESTS = 1,
 	ARL_UNIT_TOKENS = 2,
@@ -410,8 +410,8 @@ struct arl_reservation {
 	uint64_t retry_at_ns; /* arl clock: when the request would fit */
 };
 
-/* What a reservation estimates. A caller that knows only a total gives it
- * as input_tokens. */
+/* A reservation's estimate. A caller that knows only a total gives it as
+ * input_tokens. */
 struct arl_request {
 	uint64_t input_tokens;
 	uint64_t output_tokens;
