@@ -682,14 +682,20 @@ ARL_API uint64_t arl_impl_plan_layout(struct arl_shm_header *h, uint32_t buckets
 	return offset;
 }
 
-/* Checks one table: inside the segment, after the header, aligned. */
-ARL_API bool arl_impl_table_fits(uint64_t offset, uint32_t capacity, size_t entry, uint64_t size)
+/* Checks one table's place: after the header, aligned, a capacity within
+ * bounds, and inside the segment. Returns NULL, or what is wrong. */
+ARL_API const char *arl_impl_table_fault(uint64_t offset, uint32_t capacity, size_t entry,
+					 uint64_t size)
 {
-	if (offset < sizeof(struct arl_shm_header) || offset % ARL_CACHE_LINE != 0)
-		return false;
+	if (offset < sizeof(struct arl_shm_header))
+		return "starts inside the header";
+	if (offset % ARL_CACHE_LINE != 0)
+		return "is not aligned to a cache line";
 	if (capacity == 0 || capacity > ARL_MAX_TABLE)
-		return false;
-	return offset <= size && (uint64_t)capacity * entry <= size - offset;
+		return "has a capacity of 0 or above the maximum";
+	if (offset > size || (uint64_t)capacity * entry > size - offset)
+		return "ends outside the segment";
+	return NULL;
 }
 
 /* Reads this process's CLOCK_MONOTONIC offset from its time namespace, in
@@ -729,8 +735,6 @@ ARL_API int64_t arl_impl_timens_offset(void)
 ARL_API int arl_impl_validate_header(const struct arl_shm_header *h, uint64_t file_size,
 				     const char *name, const struct arl_attach_options *opts)
 {
-	uint64_t b_end, r_end;
-
 	if (h->magic != ARL_MAGIC)
 		return arl_impl_fail(opts, ARL_EBADSEG,
 				     "segment %s: bad magic %#llx: not an arl segment", name,
@@ -753,27 +757,37 @@ ARL_API int arl_impl_validate_header(const struct arl_shm_header *h, uint64_t fi
 	if (h->flags & ~(uint32_t)ARL_SEG_TEST_CLOCK)
 		return arl_impl_fail(opts, ARL_EBADSEG, "segment %s: unknown flags %#x", name,
 				     h->flags);
-	if (!arl_impl_table_fits(h->buckets_offset, h->bucket_capacity,
-				 sizeof(struct arl_shm_bucket), file_size))
-		return arl_impl_fail(opts, ARL_EBADSEG,
-				     "segment %s: bucket table (offset %llu) outside the segment", name,
-				     (unsigned long long)h->buckets_offset);
-	if (!arl_impl_table_fits(h->reservations_offset, h->reservation_capacity,
-				 sizeof(struct arl_shm_reservation), file_size))
-		return arl_impl_fail(opts, ARL_EBADSEG,
-				     "segment %s: reservation table (offset %llu) outside the segment",
-				     name, (unsigned long long)h->reservations_offset);
-	if (!arl_impl_table_fits(h->processes_offset, h->process_capacity,
-				 sizeof(struct arl_shm_process), file_size))
-		return arl_impl_fail(opts, ARL_EBADSEG,
-				     "segment %s: process table (offset %llu) outside the segment",
-				     name, (unsigned long long)h->processes_offset);
+	static const char *const tables[] = {"bucket", "reservation", "process"};
+	const uint64_t offsets[] = {h->buckets_offset, h->reservations_offset, h->processes_offset};
+	const uint32_t capacities[] = {h->bucket_capacity, h->reservation_capacity,
+				       h->process_capacity};
+	const size_t entries[] = {sizeof(struct arl_shm_bucket),
+				  sizeof(struct arl_shm_reservation),
+				  sizeof(struct arl_shm_process)};
+	int t;
 
-	b_end = h->buckets_offset + (uint64_t)h->bucket_capacity * sizeof(struct arl_shm_bucket);
-	r_end = h->reservations_offset +
-		(uint64_t)h->reservation_capacity * sizeof(struct arl_shm_reservation);
-	if (h->reservations_offset < b_end || h->processes_offset < r_end)
-		return arl_impl_fail(opts, ARL_EBADSEG, "segment %s: tables overlap", name);
+	for (t = 0; t < 3; t++) {
+		const char *fault = arl_impl_table_fault(offsets[t], capacities[t], entries[t],
+							 file_size);
+
+		if (fault)
+			return arl_impl_fail(opts, ARL_EBADSEG,
+					     "segment %s: the %s table (offset %llu, %u entries) %s",
+					     name, tables[t], (unsigned long long)offsets[t],
+					     capacities[t], fault);
+	}
+	/* The tables follow each other in this order; each must end before the
+	 * next begins. */
+	for (t = 0; t < 2; t++) {
+		uint64_t end = offsets[t] + (uint64_t)capacities[t] * entries[t];
+
+		if (offsets[t + 1] < end)
+			return arl_impl_fail(opts, ARL_EBADSEG,
+					     "segment %s: the %s table (ending at %llu) overlaps the "
+					     "%s table (starting at %llu)",
+					     name, tables[t], (unsigned long long)end, tables[t + 1],
+					     (unsigned long long)offsets[t + 1]);
+	}
 	if (h->timens_offset_ns != arl_impl_timens_offset())
 		return arl_impl_fail(opts, ARL_ETIMENS,
 				     "segment %s: this process's monotonic clock is offset by a time "

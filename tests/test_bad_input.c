@@ -736,6 +736,185 @@ START_TEST(read_only_oversized_reserve_returns_error)
 END_TEST
 
 /* ------------------------------------------------------------------------
+ * Table capacities and table offsets in the header
+ * ------------------------------------------------------------------------ */
+
+START_TEST(full_bucket_table_is_rejected)
+{
+	struct arl_bucket_config first = valid_config("first");
+	struct arl_bucket_config second = valid_config("second");
+	struct arl_bucket_config third = valid_config("third");
+	struct arl_attach_options o;
+	char name[64], error[512] = "";
+	struct arl *arl = NULL;
+	struct arl_bucket b1, b2, b3, found;
+	int rc;
+
+	test_segment_name(name, sizeof(name), "buckettable");
+	shm_unlink(name);
+	memset(&o, 0, sizeof(o));
+	o.name = name;
+	o.flags = ARL_ATTACH_CREATE | ARL_ATTACH_TEST_CLOCK;
+	o.bucket_capacity = 2;
+	o.error = error;
+	o.error_size = sizeof(error);
+	rc = arl_attach(&arl, &o);
+	ck_assert_msg(rc == 0, "create %s: %s: %s", name, arl_strerror(rc), error);
+	ck_assert_uint_eq(arl->header->bucket_capacity, 2);
+
+	ck_assert_int_eq(arl_bucket_create(arl, &first, &b1), 0);
+	ck_assert_int_eq(arl_bucket_create(arl, &second, &b2), 0);
+	rc = arl_bucket_create(arl, &third, &b3);
+	ck_assert_msg(rc == ARL_ETABLEFULL, "third bucket in a table of 2 returned %s",
+		      arl_strerror(rc));
+	ck_assert_int_eq(arl_bucket_find(arl, "third", &found), ARL_ENOENT);
+
+	/* An existing name is still found, not reported as a full table. */
+	ck_assert_int_eq(arl_bucket_create(arl, &first, &found), ARL_EEXIST);
+	ck_assert_int_eq(arl_bucket_find(arl, "first", &found), 0);
+	ck_assert_uint_eq(found.index, b1.index);
+	ck_assert_int_eq(arl_bucket_find(arl, "second", &found), 0);
+	ck_assert_uint_eq(found.index, b2.index);
+
+	arl_detach(arl);
+	shm_unlink(name);
+}
+END_TEST
+
+/* A header field a corrupt_header_cases entry rewrites. */
+enum header_field { BUCKETS_OFFSET, RESERVATIONS_OFFSET, PROCESSES_OFFSET, BUCKET_CAPACITY };
+
+/* How a case changes the field, from the values the creator wrote. */
+enum header_change {
+	SET_SEGMENT_SIZE,    /* offset = the segment's size: the table ends past it */
+	SET_FAR_OUT,	     /* offset = a cache-aligned value near 2^64 */
+	SET_INSIDE_HEADER,   /* offset = 0: the table overlaps the header */
+	ADD_8,		     /* offset + 8: misaligned */
+	ADD_ONE,	     /* capacity + 1: the table runs into the next one */
+	SET_RESERVATIONS,    /* offset = reservations_offset: onto the reservation table */
+	SUBTRACT_CACHE_LINE, /* offset - 64: back into the previous table */
+};
+
+static const struct {
+	const char *what;
+	enum header_field field;
+	enum header_change change;
+	const char *table;   /* the table the message must name */
+	const char *overlap; /* the other table of an overlap, or NULL */
+} corrupt_header_cases[] = {
+	{"bucket table at the segment's end", BUCKETS_OFFSET, SET_SEGMENT_SIZE, "bucket table",
+	 NULL},
+	{"bucket table inside the header", BUCKETS_OFFSET, SET_INSIDE_HEADER, "bucket table",
+	 NULL},
+	{"misaligned bucket table", BUCKETS_OFFSET, ADD_8, "bucket table", NULL},
+	{"reservation table at the segment's end", RESERVATIONS_OFFSET, SET_SEGMENT_SIZE,
+	 "reservation table", NULL},
+	{"misaligned reservation table", RESERVATIONS_OFFSET, ADD_8, "reservation table", NULL},
+	{"process table near 2^64", PROCESSES_OFFSET, SET_FAR_OUT, "process table", NULL},
+	{"misaligned process table", PROCESSES_OFFSET, ADD_8, "process table", NULL},
+	{"bucket table one entry longer", BUCKET_CAPACITY, ADD_ONE, "bucket table",
+	 "reservation table"},
+	{"reservation table moved into the bucket table", RESERVATIONS_OFFSET,
+	 SUBTRACT_CACHE_LINE, "bucket table", "reservation table"},
+	{"process table on the reservation table", PROCESSES_OFFSET, SET_RESERVATIONS,
+	 "reservation table", "process table"},
+};
+
+/* Applies one case's change to a mapped header. */
+static void corrupt_header(struct arl_shm_header *h, enum header_field field,
+			   enum header_change change)
+{
+	uint64_t *offset = field == BUCKETS_OFFSET	   ? &h->buckets_offset
+			   : field == RESERVATIONS_OFFSET ? &h->reservations_offset
+							  : &h->processes_offset;
+
+	switch (change) {
+	case SET_SEGMENT_SIZE:
+		*offset = h->segment_size;
+		break;
+	case SET_FAR_OUT:
+		*offset = UINT64_MAX - (ARL_CACHE_LINE - 1);
+		break;
+	case SET_INSIDE_HEADER:
+		*offset = 0;
+		break;
+	case ADD_8:
+		*offset += 8;
+		break;
+	case ADD_ONE:
+		ck_assert_int_eq(field, BUCKET_CAPACITY);
+		h->bucket_capacity += 1;
+		break;
+	case SET_RESERVATIONS:
+		*offset = h->reservations_offset;
+		break;
+	case SUBTRACT_CACHE_LINE:
+		*offset -= ARL_CACHE_LINE;
+		break;
+	}
+}
+
+/* Creates a segment with small tables, detaches, then rewrites one header
+ * field through a writable mapping of its /dev/shm file, as a stray writer
+ * or a broken tool would. */
+START_TEST(corrupt_table_header_is_bad_segment)
+{
+	const int c = _i;
+	struct arl_attach_options o;
+	struct arl_shm_header *h;
+	char name[64], path[128], error[512] = "";
+	struct arl *arl = NULL;
+	struct stat st;
+	int fd, rc;
+
+	test_segment_name(name, sizeof(name), "tableoffset");
+	shm_unlink(name);
+	memset(&o, 0, sizeof(o));
+	o.name = name;
+	o.flags = ARL_ATTACH_CREATE;
+	/* The reservation table is the largest, so that a bucket table one
+	 * entry longer, or a process table moved onto it, still ends inside
+	 * the segment and only overlaps. */
+	o.bucket_capacity = 4;
+	o.reservation_capacity = 64;
+	o.process_capacity = 4;
+	o.error = error;
+	o.error_size = sizeof(error);
+	rc = arl_attach(&arl, &o);
+	ck_assert_msg(rc == 0, "create %s: %s: %s", name, arl_strerror(rc), error);
+	arl_detach(arl);
+	arl = NULL;
+
+	snprintf(path, sizeof(path), "/dev/shm%s", name);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	ck_assert_msg(fd >= 0, "open %s failed", path);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	h = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ck_assert(h != MAP_FAILED);
+	corrupt_header(h, corrupt_header_cases[c].field, corrupt_header_cases[c].change);
+	munmap(h, (size_t)st.st_size);
+	close(fd);
+
+	error[0] = '\0';
+	rc = attach_with(name, 0, &arl, error, sizeof(error));
+	/* Unlinked before the checks, so that a failed one leaves no segment. */
+	shm_unlink(name);
+	ck_assert_msg(rc == ARL_EBADSEG, "%s: attach returned %s, expected ARL_EBADSEG (%s)",
+		      corrupt_header_cases[c].what, arl_strerror(rc), error);
+	ck_assert_ptr_null(arl);
+	ck_assert_msg(strstr(error, name) != NULL, "%s: message does not name the segment: %s",
+		      corrupt_header_cases[c].what, error);
+	ck_assert_msg(strstr(error, corrupt_header_cases[c].table) != NULL,
+		      "%s: message does not name the %s: %s", corrupt_header_cases[c].what,
+		      corrupt_header_cases[c].table, error);
+	if (corrupt_header_cases[c].overlap)
+		ck_assert_msg(strstr(error, corrupt_header_cases[c].overlap) != NULL,
+			      "%s: message does not name the %s it overlaps: %s",
+			      corrupt_header_cases[c].what, corrupt_header_cases[c].overlap, error);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------
  * Error strings
  * ------------------------------------------------------------------------ */
 
@@ -816,6 +995,12 @@ static Suite *bad_input_suite(void)
 	tcase_add_test(tc, invalid_segment_name_is_rejected);
 	tcase_add_test(tc, read_only_handle_cannot_reserve);
 	tcase_add_test(tc, read_only_oversized_reserve_returns_error);
+	suite_add_tcase(s, tc);
+
+	tc = new_tcase("tables");
+	tcase_add_test(tc, full_bucket_table_is_rejected);
+	tcase_add_loop_test(tc, corrupt_table_header_is_bad_segment, 0,
+			    (int)(sizeof(corrupt_header_cases) / sizeof(corrupt_header_cases[0])));
 	suite_add_tcase(s, tc);
 
 	tc = new_tcase("error strings");
