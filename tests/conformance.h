@@ -32,13 +32,17 @@
 #define TPM 12000
 #define MAX_INFLIGHT 5
 #define BUCKET_NAME "shared"
+/* Every reservation charges a chain: the bucket above, then an account
+ * bucket with a tighter tokens limit that the chain's refunds also reach. */
+#define ACCOUNT_NAME "account"
+#define ACCOUNT_TPM 9000
 
 enum op_kind { OP_GRANT, OP_REFUND };
 
 struct op_event {
 	uint64_t time_ns;
 	uint32_t kind;
-	uint32_t limit; /* 0 requests, 1 tokens */
+	uint32_t limit; /* 0 requests, 1 tokens, 2 the account's tokens */
 	uint64_t units;
 };
 
@@ -108,16 +112,19 @@ static void pause_briefly(void)
 
 /* Reserves under the read lock until granted. Returns 0, or the code of a
  * failure other than ARL_EAGAIN. */
-static int reserve_logged(struct arl *arl, struct arl_bucket b, uint64_t tokens,
+static int reserve_logged(struct arl *arl, const struct arl_bucket *chain, uint64_t tokens,
 			  struct arl_reservation *res, struct worker_log *log)
 {
+	struct arl_request req = {tokens, 0, 0};
+	struct arl_bucket b = chain[0];
+
 	for (;;) {
 		uint64_t t;
 		int rc;
 
 		pthread_rwlock_rdlock(&shared->clock_lock);
 		t = arl_now(arl);
-		rc = test_reserve(arl, b, tokens, res);
+		rc = arl_reserve_chain(arl, chain, 2, &req, res);
 		if (rc == 0) {
 			uint32_t inflight = arl_impl_inflight_count(__atomic_load_n(
 				&arl_impl_buckets(arl)[b.index].inflight, __ATOMIC_RELAXED));
@@ -126,6 +133,7 @@ static int reserve_logged(struct arl *arl, struct arl_bucket b, uint64_t tokens,
 				log->max_inflight_seen = inflight;
 			log_event(log, t, OP_GRANT, 0, 1);
 			log_event(log, t, OP_GRANT, 1, tokens);
+			log_event(log, t, OP_GRANT, 2, tokens);
 			log->granted_tokens += tokens;
 		}
 		pthread_rwlock_unlock(&shared->clock_lock);
@@ -155,6 +163,7 @@ static int settle_logged(struct arl *arl, const struct arl_reservation *res, uin
 		usage = test_usage(actual);
 		rc = arl_release(arl, res, &usage);
 		log_event(log, t, OP_REFUND, 1, tokens - actual);
+		log_event(log, t, OP_REFUND, 2, tokens - actual);
 		log->refunded_tokens += tokens - actual;
 	} else if (choice < 7) {
 		uint64_t extra = 1 + (uint64_t)rand_r(rng) % 50;
@@ -169,6 +178,7 @@ static int settle_logged(struct arl *arl, const struct arl_reservation *res, uin
 		rc = arl_cancel(arl, res);
 		log_event(log, t, OP_REFUND, 0, 1);
 		log_event(log, t, OP_REFUND, 1, tokens);
+		log_event(log, t, OP_REFUND, 2, tokens);
 		log->cancels++;
 	}
 	pthread_rwlock_unlock(&shared->clock_lock);
@@ -184,18 +194,20 @@ static int run_worker(struct arl *arl, int worker)
 {
 	struct worker_log *log = worker_log(worker);
 	unsigned rng = (unsigned)worker * 7919u + 1;
-	struct arl_bucket b;
+	struct arl_bucket chain[2];
 	uint32_t i;
 	int rc;
 
-	rc = arl_bucket_find(arl, BUCKET_NAME, &b);
+	rc = arl_bucket_find(arl, BUCKET_NAME, &chain[0]);
+	if (rc == 0)
+		rc = arl_bucket_find(arl, ACCOUNT_NAME, &chain[1]);
 	if (rc != 0)
 		log_failure(log, STEP_FIND, rc);
 	for (i = 0; rc == 0 && i < shared->iterations; i++) {
 		struct arl_reservation res;
 		uint64_t tokens = (uint64_t)rand_r(&rng) % 600;
 
-		rc = reserve_logged(arl, b, tokens, &res, log);
+		rc = reserve_logged(arl, chain, tokens, &res, log);
 		if (rc != 0)
 			break;
 		if (rand_r(&rng) % 2)
@@ -278,7 +290,7 @@ static void check_bound(const struct op_event *all, size_t n, uint32_t limit, ui
 /* Maps the shared state and the worker logs, and creates the clock lock. */
 static void init_shared(uint32_t iterations)
 {
-	size_t stride = sizeof(struct worker_log) + (size_t)iterations * 4 * sizeof(struct op_event);
+	size_t stride = sizeof(struct worker_log) + (size_t)iterations * 6 * sizeof(struct op_event);
 	size_t size = sizeof(*shared) + WORKERS * stride;
 	pthread_rwlockattr_t attr;
 
@@ -330,6 +342,7 @@ static void check_workers(struct arl *arl, struct arl_bucket b)
 	uint64_t granted = 0, refunded = 0, overage = 0, fallback = 0, cancels = 0;
 	size_t total = 0, n = 0;
 	struct arl_bucket_stats s;
+	struct arl_bucket account;
 	struct op_event *all;
 	int i;
 
@@ -354,6 +367,7 @@ static void check_workers(struct arl *arl, struct arl_bucket b)
 	}
 	check_bound(all, n, 0, RPM, RPM, MINUTE_NS);
 	check_bound(all, n, 1, TPM, TPM, MINUTE_NS);
+	check_bound(all, n, 2, ACCOUNT_TPM, ACCOUNT_TPM, MINUTE_NS);
 	free(all);
 
 	/* The counters agree with what the workers did. */
@@ -366,10 +380,34 @@ static void check_workers(struct arl *arl, struct arl_bucket b)
 	ck_assert_uint_eq(s.canceled, cancels);
 	ck_assert_uint_eq(s.inflight, 0);
 
+	/* The account bucket saw every reservation of the chain. */
+	ck_assert_int_eq(arl_bucket_find(arl, ACCOUNT_NAME, &account), 0);
+	s = test_stats(arl, account);
+	ck_assert_uint_eq(s.granted, (uint64_t)WORKERS * shared->iterations);
+	ck_assert_uint_eq(s.refunded_tokens, refunded);
+	ck_assert_uint_eq(s.canceled, cancels);
+	ck_assert_uint_eq(s.inflight, 0);
+
 	/* A window later every limit is full: no charge was left behind. */
 	test_advance(arl, MINUTE_NS + NS_PER_S);
 	ck_assert_uint_eq(test_available(arl, b, 0), RPM);
 	ck_assert_uint_eq(test_available(arl, b, 1), TPM);
+	ck_assert_uint_eq(test_available(arl, account, 0), ACCOUNT_TPM);
+}
+
+/* Creates the account bucket every chain ends in. */
+static void create_account(struct arl *arl)
+{
+	struct arl_bucket_config c;
+	struct arl_bucket account;
+
+	memset(&c, 0, sizeof(c));
+	c.name = ACCOUNT_NAME;
+	c.nlimits = 1;
+	c.limits[0].unit = ARL_UNIT_TOKENS;
+	c.limits[0].amount = ACCOUNT_TPM;
+	c.limits[0].window_ns = MINUTE_NS;
+	ck_assert_int_eq(arl_bucket_create(arl, &c, &account), 0);
 }
 
 #endif /* ARL_CONFORMANCE_H */

@@ -27,6 +27,7 @@ START_TEST(eight_processes_respect_bound)
 	test_segment_name(name, sizeof(name), "mp");
 	arl = test_create(name, 64);
 	b = test_bucket(arl, BUCKET_NAME, RPM, TPM, MAX_INFLIGHT, 0);
+	create_account(arl);
 
 	for (i = 0; i < WORKERS; i++) {
 		pids[i] = fork();

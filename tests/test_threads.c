@@ -44,6 +44,7 @@ static void run_threads(const char *tag, bool share_handle)
 	test_segment_name(name, sizeof(name), tag);
 	arl = test_create(name, 64);
 	b = test_bucket(arl, BUCKET_NAME, RPM, TPM, MAX_INFLIGHT, 0);
+	create_account(arl);
 
 	for (i = 0; i < WORKERS; i++) {
 		workers[i].index = i;
