@@ -219,6 +219,29 @@ static void reload_bucket(struct arl *arl, const struct arld_bucket_spec *spec)
 		arl_log(ARL_LOG_INFO, "reload: bucket %s now has the file's limits", spec->name);
 }
 
+/* Warns about live buckets the reloaded file no longer lists: arld cannot
+ * remove a bucket, so they stay as they are. */
+static void warn_unlisted_buckets(struct arl *arl, const struct arld_config *fresh)
+{
+	const struct arl_shm_bucket *buckets = arl_impl_buckets(arl);
+	uint32_t i, j;
+
+	for (i = 0; i < arl->header->bucket_capacity; i++) {
+		bool listed = false;
+
+		if (arl_load_acquire(&buckets[i].state) != ARL_BUCKET_LIVE)
+			continue;
+		for (j = 0; j < fresh->nbuckets && !listed; j++)
+			listed = strncmp(fresh->buckets[j].name, buckets[i].name,
+					 ARL_NAME_MAX + 1) == 0;
+		if (!listed)
+			arl_log(ARL_LOG_WARNING,
+				"reload: bucket %s is no longer in the file but stays live with its "
+				"limits; arld cannot remove buckets",
+				buckets[i].name);
+	}
+}
+
 /*
  * Re-reads the configuration file on SIGHUP. Buckets get the file's limits
  * (the tokens each limit owes are kept), new buckets are created, and the
@@ -244,6 +267,7 @@ static void reload(struct arl *arl, struct arld_config *config, const char *path
 	}
 	for (i = 0; i < fresh.nbuckets; i++)
 		reload_bucket(arl, &fresh.buckets[i]);
+	warn_unlisted_buckets(arl, &fresh);
 	config->sweep_interval_ns = fresh.sweep_interval_ns;
 	config->reservation_ttl_ns = fresh.reservation_ttl_ns;
 	arl_log(ARL_LOG_INFO, "reloaded %s (buckets: %u, sweep every %.3f s, reservation_ttl %.0f s)",

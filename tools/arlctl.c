@@ -183,11 +183,11 @@ static void print_bucket_json(const struct arl_bucket_stats *s, bool first)
 	       (s->flags & ARL_BUCKET_IGNORE_OVERAGE) ? "ignore" : "charge");
 	for (i = 0; i < s->nlimits; i++)
 		printf("%s{\"unit\": \"%s\", \"amount\": %llu, \"window_ns\": %llu, "
-		       "\"burst\": %llu, \"available\": %llu}",
+		       "\"burst\": %llu, \"headroom_permille\": %u, \"available\": %llu}",
 		       i ? ", " : "", unit_name(s->limits[i].unit),
 		       (unsigned long long)s->limits[i].amount,
 		       (unsigned long long)s->limits[i].window_ns,
-		       (unsigned long long)s->limits[i].burst,
+		       (unsigned long long)s->limits[i].burst, s->limits[i].headroom_permille,
 		       (unsigned long long)s->limits[i].available);
 	printf("], \"granted\": %llu, \"granted_tokens\": %llu, \"rejected\": %llu, "
 	       "\"waited_ns\": %llu, \"released\": %llu, \"refunded_tokens\": %llu, "
@@ -213,9 +213,11 @@ static void print_bucket_text(const struct arl_bucket_stats *s)
 	else
 		printf("  in flight  %u (no cap)\n", s->inflight);
 	for (i = 0; i < s->nlimits; i++)
-		printf("  limit      %llu %s per %.0f s (burst %llu): %llu available\n",
+		printf("  limit      %llu %s per %.0f s (burst %llu, headroom %u.%u%%): %llu "
+		       "available\n",
 		       (unsigned long long)s->limits[i].amount, unit_name(s->limits[i].unit),
 		       seconds(s->limits[i].window_ns), (unsigned long long)s->limits[i].burst,
+		       s->limits[i].headroom_permille / 10, s->limits[i].headroom_permille % 10,
 		       (unsigned long long)s->limits[i].available);
 	printf("  granted    %llu (%llu tokens), rejected %llu, canceled %llu\n",
 	       (unsigned long long)s->granted, (unsigned long long)s->granted_tokens,
