@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * arl-demo-worker - one worker of the demo's pool: it loops, reserving an
- * upper bound of each request's tokens in an arl bucket, streaming one chat
- * completion from an OpenAI-compatible server with libcurl, feeding the body
- * to the stream tracker, and releasing with the real usage. At exit it prints
- * one JSON line with its totals.
+ * arl-demo-worker - one worker of the demo's pool. Each round reserves an
+ * upper bound of a request's tokens in an arl bucket and streams one chat
+ * completion from an OpenAI-compatible server with libcurl. The body goes to
+ * the stream tracker, which releases with the real usage. At exit the worker
+ * prints one JSON line with its totals.
  *
  * The upper bound is prompt bytes + 4 per message + max_tokens: a tokenizer
  * never makes more tokens than bytes, plus a few per message for the role
