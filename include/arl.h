@@ -166,6 +166,24 @@ enum arl_unit {
 	ARL_UNIT_OUTPUT_TOKENS = 4,
 };
 
+/* Returns the name of a unit as configuration files and listings spell it
+ * ("requests", "tokens", "input_tokens", "output_tokens"), or "unknown". */
+ARL_API const char *arl_unit_name(uint32_t unit)
+{
+	switch (unit) {
+	case ARL_UNIT_REQUESTS:
+		return "requests";
+	case ARL_UNIT_TOKENS:
+		return "tokens";
+	case ARL_UNIT_INPUT_TOKENS:
+		return "input_tokens";
+	case ARL_UNIT_OUTPUT_TOKENS:
+		return "output_tokens";
+	default:
+		return "unknown";
+	}
+}
+
 /* Bucket flags. */
 #define ARL_BUCKET_NO_REFUND 0x1u	/* unused tokens never come back */
 #define ARL_BUCKET_IGNORE_OVERAGE 0x2u	/* usage above the estimate is not charged */

@@ -23,16 +23,6 @@ static const struct {
 	{"day", 86400ull * 1000000000ull},
 };
 
-static const struct {
-	const char *prefix;
-	uint32_t unit;
-} units[] = {
-	{"requests", ARL_UNIT_REQUESTS},
-	{"tokens", ARL_UNIT_TOKENS},
-	{"input_tokens", ARL_UNIT_INPUT_TOKENS},
-	{"output_tokens", ARL_UNIT_OUTPUT_TOKENS},
-};
-
 static int parse_u64(const char *text, uint64_t max, uint64_t *out)
 {
 	uint64_t value = 0;
@@ -245,7 +235,8 @@ static int limit_key(struct load_state *st, const char *section, struct arl_buck
 	bool is_burst = false, is_headroom = false;
 	uint32_t permille = 0;
 	uint64_t n = 0;
-	size_t u, w;
+	uint32_t u;
+	size_t w;
 	uint32_t i;
 	int matched;
 
@@ -262,11 +253,12 @@ static int limit_key(struct load_state *st, const char *section, struct arl_buck
 		window_name[strlen(window_name) - 9] = '\0';
 		is_headroom = true;
 	}
-	for (u = 0; u < 4 && strcmp(units[u].prefix, unit_name) != 0; u++)
+	for (u = ARL_UNIT_REQUESTS;
+	     u <= ARL_UNIT_OUTPUT_TOKENS && strcmp(arl_unit_name(u), unit_name) != 0; u++)
 		;
 	for (w = 0; w < 4 && strcmp(windows[w].suffix, window_name) != 0; w++)
 		;
-	if (u == 4 || w == 4)
+	if (u > ARL_UNIT_OUTPUT_TOKENS || w == 4)
 		return -1;
 	if (is_headroom) {
 		if (parse_permille(value, &permille) != 0)
@@ -277,7 +269,7 @@ static int limit_key(struct load_state *st, const char *section, struct arl_buck
 	}
 
 	for (i = 0; i < bc->nlimits; i++)
-		if (bc->limits[i].unit == units[u].unit && bc->limits[i].window_ns == windows[w].ns)
+		if (bc->limits[i].unit == u && bc->limits[i].window_ns == windows[w].ns)
 			break;
 	if (i == bc->nlimits) {
 		if (bc->nlimits == ARL_MAX_LIMITS) {
@@ -287,7 +279,7 @@ static int limit_key(struct load_state *st, const char *section, struct arl_buck
 			return 0;
 		}
 		bc->limits[bc->nlimits++] =
-			(struct arl_limit_config){units[u].unit, 0, windows[w].ns, 0, 0};
+			(struct arl_limit_config){u, 0, windows[w].ns, 0, 0};
 	}
 	if (is_headroom)
 		bc->limits[i].headroom_permille = permille;

@@ -66,20 +66,6 @@ static void append_label(struct text *t, const char *value)
 	}
 }
 
-static const char *unit_label(uint32_t unit)
-{
-	switch (unit) {
-	case ARL_UNIT_REQUESTS:
-		return "requests";
-	case ARL_UNIT_TOKENS:
-		return "tokens";
-	case ARL_UNIT_INPUT_TOKENS:
-		return "input_tokens";
-	default:
-		return "output_tokens";
-	}
-}
-
 /* One counter or gauge per bucket: the HELP and TYPE lines, then a sample
  * for each live bucket, taken from its snapshot at `offset`. */
 struct series {
@@ -143,6 +129,14 @@ static int snapshot_all(const struct arl *arl, struct arl_bucket_stats **out)
 	return (int)n;
 }
 
+/* Starts a sample line: the metric's name and its bucket label. */
+static void sample_start(struct text *t, const char *metric, const char *bucket)
+{
+	append(t, "%s{bucket=\"", metric);
+	append_label(t, bucket);
+	append(t, "\"");
+}
+
 static void render_series(struct text *t, const struct arl_bucket_stats *all, int n,
 			  const struct series *s)
 {
@@ -152,48 +146,48 @@ static void render_series(struct text *t, const struct arl_bucket_stats *all, in
 	for (i = 0; i < n; i++) {
 		uint64_t v = field_of(&all[i], s->offset);
 
-		append(t, "%s{bucket=\"", s->name);
-		append_label(t, all[i].name);
+		sample_start(t, s->name, all[i].name);
 		if (strcmp(s->name, "arl_waited_seconds_total") == 0)
-			append(t, "\"} %.9f\n", (double)v / 1e9);
+			append(t, "} %.9f\n", (double)v / 1e9);
 		else
-			append(t, "\"} %llu\n", (unsigned long long)v);
+			append(t, "} %llu\n", (unsigned long long)v);
 	}
+}
+
+/* One gauge per limit, labelled with its bucket, unit and window; `burst`
+ * selects the burst instead of the units available now. */
+static void render_limit_gauge(struct text *t, const struct arl_bucket_stats *all, int n,
+			       const char *metric, const char *help, bool burst)
+{
+	int i;
+	uint32_t l;
+
+	append(t, "# HELP %s %s\n# TYPE %s gauge\n", metric, help, metric);
+	for (i = 0; i < n; i++)
+		for (l = 0; l < all[i].nlimits; l++) {
+			const struct arl_limit_stats *limit = &all[i].limits[l];
+
+			sample_start(t, metric, all[i].name);
+			append(t, ",unit=\"%s\",window_seconds=\"%llu\"} %llu\n",
+			       arl_unit_name(limit->unit),
+			       (unsigned long long)(limit->window_ns / 1000000000ull),
+			       (unsigned long long)(burst ? limit->burst : limit->available));
+		}
 }
 
 static void render_limits(struct text *t, const struct arl_bucket_stats *all, int n)
 {
 	int i;
-	uint32_t l;
 
-	append(t, "# HELP arl_limit_available Units a limit would grant now.\n"
-		  "# TYPE arl_limit_available gauge\n");
-	for (i = 0; i < n; i++)
-		for (l = 0; l < all[i].nlimits; l++) {
-			append(t, "arl_limit_available{bucket=\"");
-			append_label(t, all[i].name);
-			append(t, "\",unit=\"%s\",window_seconds=\"%llu\"} %llu\n",
-			       unit_label(all[i].limits[l].unit),
-			       (unsigned long long)(all[i].limits[l].window_ns / 1000000000ull),
-			       (unsigned long long)all[i].limits[l].available);
-		}
-	append(t, "# HELP arl_limit_burst Units a limit holds when full.\n"
-		  "# TYPE arl_limit_burst gauge\n");
-	for (i = 0; i < n; i++)
-		for (l = 0; l < all[i].nlimits; l++) {
-			append(t, "arl_limit_burst{bucket=\"");
-			append_label(t, all[i].name);
-			append(t, "\",unit=\"%s\",window_seconds=\"%llu\"} %llu\n",
-			       unit_label(all[i].limits[l].unit),
-			       (unsigned long long)(all[i].limits[l].window_ns / 1000000000ull),
-			       (unsigned long long)all[i].limits[l].burst);
-		}
+	render_limit_gauge(t, all, n, "arl_limit_available", "Units a limit would grant now.",
+			   false);
+	render_limit_gauge(t, all, n, "arl_limit_burst", "Units a limit contains when full.",
+			   true);
 	append(t, "# HELP arl_inflight Reservations holding an in-flight slot.\n"
 		  "# TYPE arl_inflight gauge\n");
 	for (i = 0; i < n; i++) {
-		append(t, "arl_inflight{bucket=\"");
-		append_label(t, all[i].name);
-		append(t, "\"} %u\n", all[i].inflight);
+		sample_start(t, "arl_inflight", all[i].name);
+		append(t, "} %u\n", all[i].inflight);
 	}
 }
 
@@ -205,13 +199,10 @@ static void render_reclaims(struct text *t, const struct arl_bucket_stats *all, 
 	append(t, "# HELP arl_reclaimed_total Reservations reclaimed by the supervisor.\n"
 		  "# TYPE arl_reclaimed_total counter\n");
 	for (i = 0; i < n; i++) {
-		append(t, "arl_reclaimed_total{bucket=\"");
-		append_label(t, all[i].name);
-		append(t, "\",reason=\"owner_died\"} %llu\n",
-		       (unsigned long long)all[i].reclaimed_dead);
-		append(t, "arl_reclaimed_total{bucket=\"");
-		append_label(t, all[i].name);
-		append(t, "\",reason=\"idle\"} %llu\n", (unsigned long long)all[i].reclaimed_idle);
+		sample_start(t, "arl_reclaimed_total", all[i].name);
+		append(t, ",reason=\"owner_died\"} %llu\n", (unsigned long long)all[i].reclaimed_dead);
+		sample_start(t, "arl_reclaimed_total", all[i].name);
+		append(t, ",reason=\"idle\"} %llu\n", (unsigned long long)all[i].reclaimed_idle);
 	}
 }
 

@@ -55,22 +55,6 @@ static void json_string(const char *s)
 	putchar('"');
 }
 
-static const char *unit_name(uint32_t unit)
-{
-	switch (unit) {
-	case ARL_UNIT_REQUESTS:
-		return "requests";
-	case ARL_UNIT_TOKENS:
-		return "tokens";
-	case ARL_UNIT_INPUT_TOKENS:
-		return "input_tokens";
-	case ARL_UNIT_OUTPUT_TOKENS:
-		return "output_tokens";
-	default:
-		return "unknown";
-	}
-}
-
 static const char *state_name(uint32_t state)
 {
 	static const char *const names[] = {"free", "claimed", "committed", "releasing",
@@ -184,7 +168,7 @@ static void print_bucket_json(const struct arl_bucket_stats *s, bool first)
 	for (i = 0; i < s->nlimits; i++)
 		printf("%s{\"unit\": \"%s\", \"amount\": %llu, \"window_ns\": %llu, "
 		       "\"burst\": %llu, \"headroom_permille\": %u, \"available\": %llu}",
-		       i ? ", " : "", unit_name(s->limits[i].unit),
+		       i ? ", " : "", arl_unit_name(s->limits[i].unit),
 		       (unsigned long long)s->limits[i].amount,
 		       (unsigned long long)s->limits[i].window_ns,
 		       (unsigned long long)s->limits[i].burst, s->limits[i].headroom_permille,
@@ -215,7 +199,7 @@ static void print_bucket_text(const struct arl_bucket_stats *s)
 	for (i = 0; i < s->nlimits; i++)
 		printf("  limit      %llu %s per %.0f s (burst %llu, headroom %u.%u%%): %llu "
 		       "available\n",
-		       (unsigned long long)s->limits[i].amount, unit_name(s->limits[i].unit),
+		       (unsigned long long)s->limits[i].amount, arl_unit_name(s->limits[i].unit),
 		       seconds(s->limits[i].window_ns), (unsigned long long)s->limits[i].burst,
 		       s->limits[i].headroom_permille / 10, s->limits[i].headroom_permille % 10,
 		       (unsigned long long)s->limits[i].available);
