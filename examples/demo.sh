@@ -182,7 +182,7 @@ printf '%-18s %12s   (streams the provider saw end early)\n' "streams cut" "$cut
 printf '%-18s %12s   (owner died; %s idle), fallback kept %s tokens\n' "reclaims" \
 	"$reclaimed_dead" "$reclaimed_idle" "$fallback"
 printf '%-18s %12s   (and %s in flight)\n\n' "left behind" "$left" "$inflight"
-# A continuous bucket of TPM per minute holds TPM at the start and refills
+# A continuous bucket of TPM per minute contains TPM at the start and refills
 # TPM/60 per second, so over S seconds it can admit at most TPM + TPM*S/60.
 quota_bound=$((tpm + tpm * provider_seconds / 60))
 echo "The quota admits at most $quota_bound tokens in the provider's $provider_seconds s"

@@ -339,9 +339,9 @@ struct arl_shm_bucket {
 #define ARL_RES_RECLAIMING 4u /* the sweeper is applying the fallback */
 
 /*
- * Charge marks: which charges the slot still holds. A mark is set after its
- * charge is applied and cleared before it is given back, so the marks never
- * claim more than the buckets hold and whoever finishes a dead owner's slot
+ * Charge marks: the charges a slot still has. A mark is set after its charge
+ * is applied and cleared before it is given back. So the marks never claim
+ * more than the buckets took, and the sweeper finishing a dead owner's slot
  * never gives back what was not taken.
  */
 #define ARL_MAX_CHAIN 4 /* buckets one reservation charges */
@@ -439,7 +439,7 @@ struct arl_request {
 /* Usage flags: which values of struct arl_usage are known. */
 #define ARL_USAGE_TOTAL 0x1u   /* total_tokens is the final usage */
 #define ARL_USAGE_SPLIT 0x2u   /* input_tokens and output_tokens are final */
-#define ARL_USAGE_PARTIAL 0x4u /* partial_tokens holds usage seen before a failure */
+#define ARL_USAGE_PARTIAL 0x4u /* partial_tokens is the usage seen before a failure */
 
 /* The real usage of a request, given at release. */
 struct arl_usage {
@@ -616,9 +616,9 @@ ARL_API uint64_t arl_now(const struct arl *arl)
  * The segment's owner must be the expected one, or a squatter could have
  * created the name first. Without ARL_ATTACH_EXPECT_OWNER, $ARL_SHM_OWNER (a
  * user name or uid) names it, else this user or root is accepted. The mode
- * may grant the group access only when a group is expected (through
+ * may give the group access only when a group is expected (through
  * ARL_ATTACH_EXPECT_GROUP or $ARL_SHM_GROUP, a group name or gid) and is the
- * segment's group; it never grants other users access.
+ * segment's group. It never gives other users access.
  */
 struct arl_attach_options {
 	const char *name; /* NULL: $ARL_SHM, else "/arl" */
@@ -873,8 +873,8 @@ ARL_API int arl_impl_create(const char *name, const struct arl_attach_options *o
 		close(fd);
 		return -EEXIST;
 	}
-	/* fchown and fchmod on the descriptor, so the umask does not matter
-	 * and nobody can swap the object in between. */
+	/* fchown and fchmod act on the descriptor, so the umask does not matter
+	 * and no other process can swap the object in between. */
 	if ((opts && (opts->flags & ARL_ATTACH_EXPECT_GROUP) &&
 	     fchown(fd, (uid_t)-1, opts->group) != 0) ||
 	    fchmod(fd, mode) != 0) {
@@ -1111,7 +1111,7 @@ ARL_API int arl_impl_open(const char *name, const struct arl_attach_options *opt
  * next create starts afresh. The caller's OFD lock on byte 0 keeps a second
  * replacer (or a late creator) out, and the name is unlinked only if it
  * still leads to the same object. Returns 0 when the name was removed or
- * already gone, ARL_ENOTREADY when a live process holds the object.
+ * already gone, ARL_ENOTREADY when a live process has the object locked.
  */
 ARL_API int arl_impl_replace_stale(int fd, const char *name)
 {
@@ -1131,8 +1131,8 @@ ARL_API int arl_impl_replace_stale(int fd, const char *name)
 	    ready == ARL_READY)
 		return 0; /* finished after all: retry and attach */
 	/* NOTE: between the check above and the unlink, another process could
-	 * replace the name; unlinking its new object would make it start over
-	 * (its attach then fails and is retried), never corrupt a live one. */
+	 * replace the name. Unlinking its new object makes that process start
+	 * over (its attach fails and is retried); a live segment is never hit. */
 	shm_unlink(name);
 	return 0;
 }
@@ -1259,8 +1259,8 @@ ARL_API const char *arl_segment_name(const struct arl *arl)
 
 /*
  * Detaches: unmaps the segment and drops this process's registration. Live
- * reservations stay charged; the supervisor reclaims them once no process
- * holds their owner entry. The handle must not be used by another thread
+ * reservations stay charged, and the supervisor reclaims them once no
+ * process has their owner entry locked. The handle must not be used by another thread
  * during or after the call.
  */
 ARL_API void arl_detach(struct arl *arl)
@@ -1720,8 +1720,8 @@ ARL_API int arl_bucket_set_limits(struct arl *arl, struct arl_bucket bucket,
 	/* Paired with the acquire load of seq in arl_impl_read_config(). */
 	arl_store_release(&rec->seq, seq + 1);
 
-	/* Rescale what each limit owes, then switch readers to the new record. */
-	arl_impl_read_config(b, &old);
+	/* Rescale what each limit owes, then switch readers to the new record.
+	 * The admin lock keeps `old` current: only this call changes records. */
 	now = arl_now(arl);
 	for (i = 0; i < old.nlimits; i++) {
 		cur.limit[i] = rec->limit[i];

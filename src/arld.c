@@ -58,8 +58,8 @@ static void usage(FILE *out)
 
 /*
  * Takes the supervisor lock: an OFD lock on byte 2 of the segment, held for
- * arld's lifetime and dropped by the kernel when it dies, so two arld never
- * sweep one segment and a restarted arld is not locked out by a dead one.
+ * arld's lifetime. The kernel drops it when arld dies. So two arld never
+ * sweep one segment, and a restarted arld is not locked out by a dead one.
  */
 static int take_supervisor_lock(struct arl *arl)
 {
@@ -245,7 +245,7 @@ static void warn_unlisted_buckets(struct arl *arl, const struct arld_config *fre
 /*
  * Re-reads the configuration file on SIGHUP. Buckets get the file's limits
  * (the tokens each limit owes are kept), new buckets are created, and the
- * sweep interval and TTL change; the segment's name and capacities cannot.
+ * sweep interval and TTL change. The segment's name and capacities cannot.
  * A file that does not load leaves everything as it was.
  */
 static void reload(struct arl *arl, struct arld_config *config, const char *path)

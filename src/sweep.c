@@ -50,7 +50,7 @@ static void describe(struct arl *arl, const struct arl_shm_reservation *r, uint6
 
 /*
  * Finishes a slot this sweeper moved to RECLAIMING. A slot that was only
- * CLAIMED never sent its request, so every charge it holds comes back; from
+ * CLAIMED never sent its request, so every charge it has comes back. From
  * any later state the request may have reached the provider, so only the
  * in-flight slots come back and the tokens stay charged (actual = reserved).
  */
@@ -186,10 +186,10 @@ static void sweep_processes(struct arl *arl, uint8_t *cache, const uint32_t *ref
 /*
  * Resets the in-flight count of a bucket that no reservation references. A
  * client killed between clearing its slot's in-flight mark and giving the
- * slot back leaves the count one too high for ever; with no live slot on the
+ * slot back leaves the count one too high for ever. With no live slot on the
  * bucket, the true count is 0. The in-flight word (count and version) is
- * read before and after the scan and reset by CAS from that value: any take
- * or give meanwhile bumps the version and makes the reset fail. The acquire
+ * read before and after the scan and reset by CAS from that value, so any
+ * take or give meanwhile bumps the version and makes the reset fail. The acquire
  * load before the scan pairs with the acq_rel take in arl.h, so a take seen
  * there has its slot record visible to the scan.
  */
@@ -209,7 +209,7 @@ static void repair_inflight(struct arl_shm_bucket *b, uint64_t before, uint32_t 
 
 /*
  * Skips a dead waiter at the head of a bucket's wait queue. The next waiter
- * skips dead ones behind the head itself; only a waiter that died while it
+ * skips dead ones behind the head itself. Only a waiter that died while it
  * was the head, or between taking its ticket and writing it, needs the
  * sweeper. An unwritten head is skipped once it stayed so for a whole sweep.
  */

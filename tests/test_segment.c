@@ -157,7 +157,7 @@ START_TEST(short_lived_processes_reuse_entries)
 	test_bucket(arl, "short", 1000, 1000, 0, 0);
 
 	/* Twenty processes in turn, no supervisor: each takes over the entry
-	 * of a dead one that holds no reservation. */
+	 * of a dead one that has no reservation. */
 	for (i = 0; i < 20; i++)
 		ck_assert_msg(run_short_lived(name) == 0, "process %d could not reserve", i);
 	arl_detach(arl);
@@ -275,7 +275,7 @@ END_TEST
  * A dead owner's entry taken over by a new process in the middle of a sweep:
  * the sweep reclaims only the dead owner's reservation, never the new
  * process's, and leaves its entry's count intact. The on_reclaim callback
- * stands in for a client acting while the sweep runs.
+ * plays a client acting while the sweep runs.
  */
 static const char *reuse_segment;
 static struct arl_bucket reuse_bucket;

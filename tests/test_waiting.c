@@ -38,7 +38,7 @@ static void pause_ms(long ms)
 	nanosleep(&ts, NULL);
 }
 
-/* Forks a waiter that asks for `tokens` with a far deadline and logs its
+/* Forks a waiter that requests `tokens` with a far deadline and logs its
  * admission. */
 static pid_t spawn_waiter(const char *segment, uint32_t id, uint64_t tokens,
 			  struct admissions *log)
@@ -122,7 +122,7 @@ START_TEST(waiters_admitted_in_fifo_order)
 	}
 
 	/* 490 tokens of refill would admit 49 small waiters, but the large
-	 * one is first: nobody may pass it. */
+	 * one is first: no waiter may pass it. */
 	test_advance(arl, 4900 * 1000000ull);
 	ck_assert_uint_eq(admitted(log), 0);
 	test_advance(arl, 100 * 1000000ull);

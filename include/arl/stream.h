@@ -881,10 +881,10 @@ struct arl_stream_tracker {
 };
 
 /*
- * Converts what a parser saw into a release's usage: final usage when the
- * stream reached its end marker without error; otherwise unknown, carrying
- * the latest partial total so that a release charges it if it exceeds the
- * reservation.
+ * Converts what a parser saw into a release's usage. That is the final
+ * usage when the stream reached its end marker without error. Otherwise the
+ * usage is unknown and carries the latest partial total, which a release
+ * charges if it exceeds the reservation.
  */
 ARL_STREAM_API void arl_stream_usage_to_release(const struct arl_stream_usage *seen,
 						struct arl_usage *out)
