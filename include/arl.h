@@ -90,6 +90,7 @@ enum {
 	ARL_ENOTREADY = -1005,	    /* the segment's creator has not finished it */
 	ARL_ESYSTEM = -1006,	    /* a system call failed; errno-detail in the message */
 	ARL_ETIMENS = -1007,	    /* this process reads another monotonic clock */
+	ARL_EDRAINING = -1008,	    /* the segment is draining: no new reservations */
 };
 
 /* Returns a static English description of an arl error code. */
@@ -136,6 +137,8 @@ ARL_API const char *arl_strerror(int code)
 		return "system call failed";
 	case ARL_ETIMENS:
 		return "process is in another time namespace than the segment's creator";
+	case ARL_EDRAINING:
+		return "segment is draining: it takes no new reservations";
 	default:
 		return "unknown arl error";
 	}
@@ -226,6 +229,7 @@ struct arl_shm_header {
 	uint32_t sweep_seq;		 /* futex word: bumped after each sweep */
 	uint64_t sweep_count;		 /* sweeps completed */
 	uint64_t supervisor_heartbeat_ns; /* arl clock at the last sweep */
+	uint32_t draining;		 /* 1: reserves fail with ARL_EDRAINING */
 
 	/* Test clock, used when ARL_SEG_TEST_CLOCK is set. */
 	ARL_ALIGNED uint64_t test_clock_ns;
@@ -266,10 +270,15 @@ struct arl_shm_bucket_config {
 	struct arl_shm_limit_config limit[ARL_MAX_LIMITS];
 };
 
-/* Bucket states. A bucket is written while BUSY and published as LIVE. */
+/*
+ * Bucket states. A bucket is written while BUSY and published as LIVE. A
+ * removed bucket is RETIRED: handles to it are stale, and its slot becomes
+ * FREE only once no reservation slot names it (arl_impl_recycle_buckets()).
+ */
 #define ARL_BUCKET_FREE 0u
 #define ARL_BUCKET_BUSY 1u
 #define ARL_BUCKET_LIVE 2u
+#define ARL_BUCKET_RETIRED 3u
 
 struct arl_shm_bucket_stats {
 	ARL_ALIGNED uint64_t granted;	  /* reservations granted */
@@ -284,6 +293,8 @@ struct arl_shm_bucket_stats {
 	uint64_t canceled;		  /* reservations canceled */
 	uint64_t reclaimed_dead;	  /* reclaimed because the owner died */
 	uint64_t reclaimed_idle;	  /* reclaimed after reservation_ttl idle */
+	uint64_t reclaimed_admin;	  /* released by an operator (arlctl release) */
+	uint64_t provider_429s;		  /* 429 responses reported by clients */
 	uint64_t errors;		  /* rejected calls other than limits */
 	uint64_t inflight_repaired;	  /* in-flight counts reset by the sweeper */
 };
@@ -310,6 +321,10 @@ struct arl_shm_bucket {
 	ARL_ALIGNED uint64_t inflight;
 	uint32_t wake_seq; /* futex word: bumped by releases and refunds */
 	uint32_t waiters;  /* processes sleeping on wake_seq */
+	/* arl clock time before which the provider refuses this bucket (a 429's
+	 * retry time); 0 when not blocked. On the in-flight word's line, which
+	 * every reserve writes anyway, so reading it costs no extra miss. */
+	uint64_t blocked_until_ns;
 
 	/*
 	 * FIFO wait queue of arl_reserve_wait(): each waiter takes a ticket
@@ -379,6 +394,61 @@ struct arl_shm_process {
 	uint32_t live_reservations; /* slots naming this entry as owner */
 	uint32_t reserved;
 };
+
+/* ------------------------------------------------------------------------
+ * Fault points, for tests only
+ * ------------------------------------------------------------------------ */
+
+/*
+ * ARL_FAULT_POINT(name) marks a place where a process killed at that very
+ * instruction leaves the segment half-changed. In a build that defines
+ * ARL_FAULT_INJECTION, the process SIGKILLs itself at the point named by the
+ * environment variable ARL_FAULT, given as "name" (the first time it gets
+ * there) or "name:N" (the Nth time). Elsewhere a point compiles to nothing.
+ *
+ * The points, in the order an operation meets them:
+ *   create_after_open      segment file created empty, creator lock held
+ *   create_after_allocate  file sized, header not written
+ *   create_before_ready    header written, ready not published
+ *   register_after_lock    process entry locked, not yet marked live
+ *   reserve_after_claim    slot claimed, request not recorded
+ *   reserve_after_record   request recorded, nothing charged
+ *   reserve_after_inflight in-flight slot taken, limits not charged
+ *   reserve_mid_charge     some limits charged, others not
+ *   reserve_before_commit  everything charged, slot not committed
+ *   wait_after_ticket      queue ticket taken, entry not written
+ *   wait_as_head           at the head of a queue, before a try
+ *   release_after_begin    slot RELEASING, nothing given back
+ *   release_mid_settle     some limits settled, others not
+ *   release_before_free    everything settled, slot not freed
+ *   cancel_after_begin     slot RELEASING for a cancel, nothing given back
+ *   sweep_after_claim      sweeper set a slot RECLAIMING, nothing given back
+ *   sweep_before_free      sweeper gave a slot's charges back, slot not freed
+ *   sweep_before_publish   sweep done, count not published
+ *   remove_after_retire    bucket marked retired, waiters not woken
+ *   tracker_before_release stream ended, reservation not released
+ */
+#ifdef ARL_FAULT_INJECTION
+#include <signal.h>
+
+ARL_API void arl_impl_fault(const char *name)
+{
+	static unsigned long hits; /* per translation unit; enough for tests */
+	const char *want = getenv("ARL_FAULT");
+	size_t len = strlen(name);
+	unsigned long nth = 1;
+
+	if (!want || strncmp(want, name, len) != 0 || (want[len] != '\0' && want[len] != ':'))
+		return;
+	if (want[len] == ':')
+		nth = strtoul(want + len + 1, NULL, 10);
+	if (__atomic_add_fetch(&hits, 1, __ATOMIC_RELAXED) >= nth)
+		raise(SIGKILL);
+}
+#define ARL_FAULT_POINT(name) arl_impl_fault(name)
+#else
+#define ARL_FAULT_POINT(name) ((void)0)
+#endif
 
 /* ------------------------------------------------------------------------
  * Atomic helpers. The segment uses C11 orders through the __atomic builtins
@@ -873,6 +943,7 @@ ARL_API int arl_impl_create(const char *name, const struct arl_attach_options *o
 		close(fd);
 		return -EEXIST;
 	}
+	ARL_FAULT_POINT("create_after_open");
 	/* fchown and fchmod act on the descriptor, so the umask does not matter
 	 * and no other process can swap the object in between. */
 	if ((opts && (opts->flags & ARL_ATTACH_EXPECT_GROUP) &&
@@ -890,6 +961,7 @@ ARL_API int arl_impl_create(const char *name, const struct arl_attach_options *o
 			      name, (unsigned long long)size, strerror(-rc));
 		goto fail;
 	}
+	ARL_FAULT_POINT("create_after_allocate");
 	h = (struct arl_shm_header *)mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (h == MAP_FAILED) {
 		rc = -errno;
@@ -907,6 +979,7 @@ ARL_API int arl_impl_create(const char *name, const struct arl_attach_options *o
 	memcpy(h, &plan, sizeof(plan));
 	if (plan.flags & ARL_SEG_TEST_CLOCK)
 		h->test_clock_ns = 1000000000ull;
+	ARL_FAULT_POINT("create_before_ready");
 
 	/* Paired with the acquire load of ready in arl_impl_wait_ready(): an
 	 * attacher that sees ARL_READY sees every field written above. */
@@ -1308,6 +1381,7 @@ ARL_API int arl_impl_register_locked(struct arl *arl)
 					   ARL_PROCESS_LOCK_BASE + index);
 			continue;
 		}
+		ARL_FAULT_POINT("register_after_lock");
 		arl_store_relaxed(&p->pid, (int32_t)pid);
 		arl_store_relaxed(&p->attached_ns, arl_now(arl));
 		/* Paired with acquire loads of state by listings and the sweeper. */
@@ -1512,9 +1586,71 @@ ARL_API void arl_impl_fill_bucket(struct arl_shm_bucket *b, const struct arl_buc
 	b->queue_head = b->queue_tail = 0;
 	b->queue_stall_seen = 0;
 	memset(b->queue, 0, sizeof(b->queue));
+	b->blocked_until_ns = 0;
 	memset(&b->stats, 0, sizeof(b->stats));
 	for (i = 0; i < ARL_MAX_LIMITS; i++)
 		b->limits[i].tat_ns = now; /* a new bucket starts full */
+}
+
+/*
+ * Frees the table slots of retired buckets that no reservation slot names
+ * any more, so a new bucket can take them. Caller holds the admin lock.
+ *
+ * This is the segment's grace period. Every operation that writes a bucket
+ * through a handle (reserve, wait, release, cancel, the sweeper's reclaim)
+ * does it from a reservation slot that names the bucket, recorded before a
+ * seq_cst fence and before the bucket's state is checked. The fence here
+ * pairs with that one: a slot this scan misses belongs to an operation that
+ * will see the bucket retired and back out. So once no slot names the
+ * bucket, every process has left it, live or dead, busy or idle, and no
+ * per-process epoch is needed. Returns the number of slots freed.
+ */
+ARL_API uint32_t arl_impl_recycle_buckets(struct arl *arl)
+{
+	struct arl_shm_bucket *buckets = arl_impl_buckets(arl);
+	struct arl_shm_reservation *slots = arl_impl_reservations(arl);
+	uint32_t i, j, c, freed = 0;
+
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	for (i = 0; i < arl->header->bucket_capacity; i++) {
+		uint32_t retired = ARL_BUCKET_RETIRED;
+		bool named = false;
+
+		if (arl_load_acquire(&buckets[i].state) != ARL_BUCKET_RETIRED)
+			continue;
+		for (j = 0; j < arl->header->reservation_capacity && !named; j++) {
+			const struct arl_shm_reservation *r = &slots[j];
+			uint32_t n = arl_load_relaxed(&r->nbuckets);
+
+			if (arl_impl_res_state(arl_load_acquire(&r->word)) == ARL_RES_FREE)
+				continue;
+			for (c = 0; c < n && c < ARL_MAX_CHAIN; c++)
+				if (arl_load_relaxed(&r->bucket_index[c]) == i)
+					named = true;
+		}
+		if (!named && arl_cas(&buckets[i].state, &retired, ARL_BUCKET_FREE,
+				      __ATOMIC_RELEASE))
+			freed++;
+	}
+	return freed;
+}
+
+/* Takes the admin lock: the OFD lock on byte 1 serializes processes, and
+ * the mutex the threads that share this handle's open file description. */
+ARL_API int arl_impl_admin_lock(struct arl *arl)
+{
+	pthread_mutex_lock(&arl->register_lock);
+	if (arl_impl_lock_byte(arl->fd, F_OFD_SETLKW, F_WRLCK, 1) != 0) {
+		pthread_mutex_unlock(&arl->register_lock);
+		return ARL_ESYSTEM;
+	}
+	return 0;
+}
+
+ARL_API void arl_impl_admin_unlock(struct arl *arl)
+{
+	arl_impl_lock_byte(arl->fd, F_OFD_SETLK, F_UNLCK, 1);
+	pthread_mutex_unlock(&arl->register_lock);
 }
 
 /*
@@ -1538,19 +1674,16 @@ ARL_API int arl_bucket_create(struct arl *arl, const struct arl_bucket_config *c
 	rc = arl_bucket_config_check(config);
 	if (rc != 0)
 		return rc;
-	/* The OFD lock serializes processes; threads sharing this handle share
-	 * its open file description, so the mutex serializes them. */
-	pthread_mutex_lock(&arl->register_lock);
-	if (arl_impl_lock_byte(arl->fd, F_OFD_SETLKW, F_WRLCK, 1) != 0) {
-		pthread_mutex_unlock(&arl->register_lock);
-		return ARL_ESYSTEM;
-	}
+	rc = arl_impl_admin_lock(arl);
+	if (rc != 0)
+		return rc;
 
 	if (arl_bucket_find(arl, config->name, out) == 0) {
 		rc = ARL_EEXIST;
 		goto out;
 	}
 	buckets = arl_impl_buckets(arl);
+	arl_impl_recycle_buckets(arl);
 	for (i = 0; i < arl->header->bucket_capacity && free_index == UINT32_MAX; i++)
 		if (arl_load_acquire(&buckets[i].state) == ARL_BUCKET_FREE)
 			free_index = i;
@@ -1569,8 +1702,7 @@ ARL_API int arl_bucket_create(struct arl *arl, const struct arl_bucket_config *c
 	out->gen = buckets[free_index].gen;
 	rc = 0;
 out:
-	arl_impl_lock_byte(arl->fd, F_OFD_SETLK, F_UNLCK, 1);
-	pthread_mutex_unlock(&arl->register_lock);
+	arl_impl_admin_unlock(arl);
 	return rc;
 }
 
@@ -1691,11 +1823,9 @@ ARL_API int arl_bucket_set_limits(struct arl *arl, struct arl_bucket bucket,
 	rc = arl_bucket_config_check(config);
 	if (rc != 0)
 		return rc;
-	pthread_mutex_lock(&arl->register_lock);
-	if (arl_impl_lock_byte(arl->fd, F_OFD_SETLKW, F_WRLCK, 1) != 0) {
-		pthread_mutex_unlock(&arl->register_lock);
-		return ARL_ESYSTEM;
-	}
+	rc = arl_impl_admin_lock(arl);
+	if (rc != 0)
+		return rc;
 	b = arl_impl_bucket(arl, bucket.index, bucket.gen);
 	if (!b) {
 		rc = ARL_ESTALE;
@@ -1731,9 +1861,89 @@ ARL_API int arl_bucket_set_limits(struct arl *arl, struct arl_bucket bucket,
 	arl_store_release(&b->config_index, next);
 	arl_impl_wake_bucket(b);
 out:
-	arl_impl_lock_byte(arl->fd, F_OFD_SETLK, F_UNLCK, 1);
-	pthread_mutex_unlock(&arl->register_lock);
+	arl_impl_admin_unlock(arl);
 	return rc;
+}
+
+/*
+ * Wakes every process waiting on a bucket so that it notices the bucket's
+ * removal. Moving queue_head far past queue_tail changes the word queued
+ * waiters sleep on (so one about to sleep does not), and makes the queue
+ * look full, so nobody enters it again.
+ */
+ARL_API void arl_impl_wake_all(struct arl_shm_bucket *b)
+{
+	__atomic_fetch_add(&b->queue_head, 2 * ARL_QUEUE_SLOTS, __ATOMIC_SEQ_CST);
+	arl_impl_futex(&b->queue_head, FUTEX_WAKE, INT_MAX, NULL);
+	__atomic_fetch_add(&b->wake_seq, 1, __ATOMIC_SEQ_CST);
+	arl_impl_futex(&b->wake_seq, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+/*
+ * Removes a bucket. Handles to it become stale at once: reserves on it fail
+ * with ARL_ESTALE, and its waiters wake and return ARL_ESTALE. Reservations
+ * already made on it stay valid; releasing them frees their slots and gives
+ * nothing back (the bucket is gone). Its table slot is reused only after the
+ * last slot naming it is freed (arl_impl_recycle_buckets()), so a stale
+ * operation never charges the bucket created there next. Returns 0,
+ * ARL_ESTALE for a handle already stale, ARL_EROFS or ARL_ESYSTEM.
+ */
+ARL_API int arl_bucket_remove(struct arl *arl, struct arl_bucket bucket)
+{
+	struct arl_shm_bucket *b;
+	int rc;
+
+	if (!arl)
+		return ARL_EINVAL;
+	if (arl->read_only)
+		return ARL_EROFS;
+	rc = arl_impl_admin_lock(arl);
+	if (rc != 0)
+		return rc;
+	b = arl_impl_bucket(arl, bucket.index, bucket.gen);
+	if (b) {
+		/* seq_cst: the store comes before the recycler's fence (see
+		 * arl_impl_recycle_buckets()). */
+		__atomic_store_n(&b->state, ARL_BUCKET_RETIRED, __ATOMIC_SEQ_CST);
+		ARL_FAULT_POINT("remove_after_retire");
+		arl_impl_wake_all(b);
+		arl_impl_recycle_buckets(arl);
+	}
+	arl_impl_admin_unlock(arl);
+	return b ? 0 : ARL_ESTALE;
+}
+
+/*
+ * Starts or stops draining the segment. While it drains, every reserve
+ * fails with ARL_EDRAINING and waiters give up with it, while reservations
+ * already made can still be released. `arlctl drain` uses it before it
+ * removes a segment. Returns 0, ARL_EINVAL or ARL_EROFS.
+ */
+ARL_API int arl_set_draining(struct arl *arl, bool draining)
+{
+	struct arl_shm_bucket *buckets;
+	uint32_t i;
+
+	if (!arl)
+		return ARL_EINVAL;
+	if (arl->read_only)
+		return ARL_EROFS;
+	__atomic_store_n(&arl->header->draining, draining ? 1u : 0u, __ATOMIC_SEQ_CST);
+	if (!draining)
+		return 0;
+	/* Wake the queue heads, which see the flag on their next try; each
+	 * one that leaves serves the next ticket, which sees it too. */
+	buckets = arl_impl_buckets(arl);
+	for (i = 0; i < arl->header->bucket_capacity; i++)
+		if (arl_load_acquire(&buckets[i].state) == ARL_BUCKET_LIVE)
+			arl_impl_wake_bucket(&buckets[i]);
+	return 0;
+}
+
+/* Returns true while the segment is draining. */
+ARL_API bool arl_draining(const struct arl *arl)
+{
+	return arl && arl_load_relaxed(&arl->header->draining) != 0;
 }
 
 /* ------------------------------------------------------------------------
@@ -2054,6 +2264,7 @@ ARL_API int arl_impl_charge_one(struct arl_shm_reservation *r, uint32_t c,
 	/* Relaxed: whoever reads the marks later acquires them through the
 	 * slot word (COMMITTED, or the CAS that takes a dead owner's slot). */
 	__atomic_fetch_or(&r->marks, ARL_MARK_INFLIGHT(c), __ATOMIC_RELAXED);
+	ARL_FAULT_POINT("reserve_after_inflight");
 	for (i = 0; i < v->nlimits; i++) {
 		const struct arl_shm_limit_config *l = &v->limit[i];
 		uint64_t cost = arl_impl_cost_ns(l, arl_impl_units(l->unit, in, out));
@@ -2061,6 +2272,7 @@ ARL_API int arl_impl_charge_one(struct arl_shm_reservation *r, uint32_t c,
 		if (arl_impl_limit_take(&b->limits[i], cost, l->tolerance_ns, now, &unused) != 0)
 			return ARL_EAGAIN;
 		__atomic_fetch_or(&r->marks, ARL_MARK_LIMIT(c, i), __ATOMIC_RELAXED);
+		ARL_FAULT_POINT("reserve_mid_charge");
 	}
 	return 0;
 }
@@ -2145,43 +2357,95 @@ ARL_API bool arl_impl_queue_empty(const struct arl_shm_bucket *b)
 }
 
 /*
- * Claims a slot, records the request and charges the chain. Does not look
- * at the wait queue: arl_reserve_chain() and the queue's head call it.
+ * Claims a slot and records the request in it. From the fence on, the slot
+ * names the chain's buckets, which keeps their table slots from being reused
+ * while this process works on them: the fence pairs with the one in
+ * arl_impl_recycle_buckets(), so either the recycler sees this slot's chain
+ * or the check below sees the bucket retired (or reused, with a new gen).
+ * Returns 0 with the slot, or ARL_ETABLEFULL / ARL_ESTALE.
  */
-ARL_API int arl_impl_reserve(struct arl *arl, const struct arl_bucket *buckets, uint32_t n,
-			     const struct arl_impl_chain *chain, const struct arl_request *req,
-			     struct arl_reservation *out, uint32_t *refused)
+ARL_API int arl_impl_claim_for(struct arl *arl, const struct arl_bucket *buckets, uint32_t n,
+			       const struct arl_impl_chain *chain, const struct arl_request *req,
+			       uint64_t now, uint32_t *slot_out, uint64_t *word_out)
 {
 	struct arl_shm_reservation *r;
-	uint64_t word, now, retry_at = 0;
 	uint32_t slot, c;
-	int rc;
 
-	rc = arl_impl_ensure_registered(arl);
-	if (rc != 0)
-		return rc;
-	slot = arl_impl_claim_slot(arl, &word);
+	slot = arl_impl_claim_slot(arl, word_out);
 	if (slot == UINT32_MAX) {
 		arl_add_relaxed(&chain->bucket[0]->stats.errors, 1);
 		return ARL_ETABLEFULL;
 	}
+	ARL_FAULT_POINT("reserve_after_claim");
 	r = &arl_impl_reservations(arl)[slot];
-	now = arl_now(arl);
 	arl_impl_record(r, buckets, n, req, now);
 
-	rc = arl_impl_charge(r, chain, now, &retry_at, refused);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	for (c = 0; c < n; c++) {
+		if (arl_impl_bucket(arl, buckets[c].index, buckets[c].gen) != chain->bucket[c]) {
+			arl_impl_free_slot(arl, r, *word_out);
+			return ARL_ESTALE;
+		}
+	}
+	ARL_FAULT_POINT("reserve_after_record");
+	*slot_out = slot;
+	return 0;
+}
+
+/*
+ * Returns ARL_EAGAIN, with the time in *retry_at, while a provider's 429 has
+ * blocked a bucket of the chain; 0 otherwise. *refused is the blocked bucket.
+ */
+ARL_API int arl_impl_check_blocked(const struct arl_impl_chain *chain, uint64_t now,
+				   uint64_t *retry_at, uint32_t *refused)
+{
+	uint32_t c;
+	int rc = 0;
+
+	for (c = 0; c < chain->n; c++) {
+		uint64_t until = arl_load_relaxed(&chain->bucket[c]->blocked_until_ns);
+
+		if (until > now && until > *retry_at) {
+			*retry_at = until;
+			*refused = c;
+			rc = ARL_EAGAIN;
+		}
+	}
+	return rc;
+}
+
+/*
+ * Charges the chain into a slot claimed and recorded by arl_impl_claim_for(),
+ * and commits it. On ARL_EAGAIN the slot stays claimed with nothing charged,
+ * for the caller to free or to try again (a queue's head keeps it).
+ */
+ARL_API int arl_impl_try_slot(struct arl *arl, uint32_t slot, uint64_t word,
+			      const struct arl_impl_chain *chain, const struct arl_request *req,
+			      struct arl_reservation *out, uint32_t *refused)
+{
+	struct arl_shm_reservation *r = &arl_impl_reservations(arl)[slot];
+	uint64_t now = arl_now(arl), retry_at = 0;
+	uint32_t c;
+	int rc;
+
+	rc = arl_impl_check_blocked(chain, now, &retry_at, refused);
+	if (rc == 0)
+		rc = arl_impl_charge(r, chain, now, &retry_at, refused);
 	if (rc != 0) {
-		arl_impl_free_slot(arl, r, word);
 		arl_add_relaxed(&chain->bucket[*refused]->stats.rejected, 1);
 		out->retry_at_ns = retry_at;
 		return rc;
 	}
+	ARL_FAULT_POINT("reserve_before_commit");
+	/* Ages count from the grant, not from a wait in the queue. */
+	arl_store_relaxed(&r->created_ns, now);
+	arl_store_relaxed(&r->last_activity_ns, now);
 
 	/* Paired with the acquire loads of the word by release, touch and the
 	 * sweeper: whoever sees COMMITTED sees the record and the marks. */
 	arl_store_release(&r->word, arl_impl_res_word(arl_impl_res_gen(word), ARL_RES_COMMITTED,
 						      arl_impl_res_owner(word)));
-	for (c = 0; c < n; c++) {
+	for (c = 0; c < chain->n; c++) {
 		arl_add_relaxed(&chain->bucket[c]->stats.granted, 1);
 		arl_add_relaxed(&chain->bucket[c]->stats.granted_tokens,
 				arl_impl_sat_add(req->input_tokens, req->output_tokens));
@@ -2189,6 +2453,27 @@ ARL_API int arl_impl_reserve(struct arl *arl, const struct arl_bucket *buckets, 
 	out->slot = slot;
 	out->gen = arl_impl_res_gen(word);
 	return 0;
+}
+
+/* Claims a slot, records the request and charges the chain; frees the slot
+ * on failure. Does not look at the wait queue: arl_reserve_chain() does. */
+ARL_API int arl_impl_reserve(struct arl *arl, const struct arl_bucket *buckets, uint32_t n,
+			     const struct arl_impl_chain *chain, const struct arl_request *req,
+			     struct arl_reservation *out)
+{
+	uint32_t slot, refused = 0;
+	uint64_t word;
+	int rc;
+
+	rc = arl_impl_ensure_registered(arl);
+	if (rc == 0)
+		rc = arl_impl_claim_for(arl, buckets, n, chain, req, arl_now(arl), &slot, &word);
+	if (rc != 0)
+		return rc;
+	rc = arl_impl_try_slot(arl, slot, word, chain, req, out, &refused);
+	if (rc != 0)
+		arl_impl_free_slot(arl, &arl_impl_reservations(arl)[slot], word);
+	return rc;
 }
 
 /*
@@ -2209,7 +2494,6 @@ ARL_API int arl_reserve_chain(struct arl *arl, const struct arl_bucket *buckets,
 			      const struct arl_request *req, struct arl_reservation *out)
 {
 	struct arl_impl_chain chain;
-	uint32_t refused = 0;
 	int rc;
 
 	if (!arl || !out)
@@ -2217,6 +2501,8 @@ ARL_API int arl_reserve_chain(struct arl *arl, const struct arl_bucket *buckets,
 	out->retry_at_ns = 0;
 	if (arl->read_only)
 		return ARL_EROFS;
+	if (arl_load_relaxed(&arl->header->draining))
+		return ARL_EDRAINING;
 	rc = arl_impl_check_request(req);
 	if (rc == 0)
 		rc = arl_impl_check_chain(arl, buckets, n, req, &chain);
@@ -2226,7 +2512,7 @@ ARL_API int arl_reserve_chain(struct arl *arl, const struct arl_bucket *buckets,
 		arl_add_relaxed(&chain.bucket[0]->stats.rejected, 1);
 		return ARL_EAGAIN;
 	}
-	return arl_impl_reserve(arl, buckets, n, &chain, req, out, &refused);
+	return arl_impl_reserve(arl, buckets, n, &chain, req, out);
 }
 
 /* Reserves without blocking on one bucket: arl_reserve_chain() with a chain
@@ -2332,6 +2618,7 @@ ARL_API int arl_impl_queue_enter(struct arl *arl, struct arl_shm_bucket *b, uint
 		if (tail - arl_load_acquire(&b->queue_head) >= ARL_QUEUE_SLOTS)
 			return ARL_EAGAIN;
 	} while (!arl_cas(&b->queue_tail, &tail, tail + 1, __ATOMIC_RELAXED));
+	ARL_FAULT_POINT("wait_after_ticket");
 	/* Release pairs with the acquire load in arl_impl_queue_advance(). */
 	arl_store_release(&b->queue[tail % ARL_QUEUE_SLOTS],
 			  arl_impl_waiter_word(tail, owner, ARL_WAITER_WAITING));
@@ -2354,11 +2641,33 @@ ARL_API void arl_impl_queue_abandon(struct arl *arl, struct arl_shm_bucket *b, u
 		arl_impl_queue_advance(arl, b, ticket);
 }
 
-/* Tries the reservation as the queue's head. Returns what arl_impl_reserve()
- * returns; on ARL_EAGAIN, *refusing is the bucket to wait on and *seen its
- * wake_seq as read before the try. */
-ARL_API int arl_impl_head_try(struct arl *arl, const struct arl_bucket *buckets, uint32_t n,
-			      struct arl_impl_chain *chain, const struct arl_request *req,
+/* A waiter's state: the chain, and the slot it holds while it waits. */
+struct arl_impl_waiter {
+	struct arl_impl_chain chain;
+	const struct arl_request *req;
+	uint64_t deadline_ns;
+	uint32_t slot;
+	uint64_t word;
+};
+
+/* Returns why a waiter must stop waiting early: ARL_EDRAINING, ARL_ESTALE
+ * when a bucket of its chain was removed, or 0 to go on. */
+ARL_API int arl_impl_waiter_check(const struct arl *arl, const struct arl_impl_waiter *w)
+{
+	uint32_t c;
+
+	if (arl_load_relaxed(&arl->header->draining))
+		return ARL_EDRAINING;
+	for (c = 0; c < w->chain.n; c++)
+		if (arl_load_acquire(&w->chain.bucket[c]->state) != ARL_BUCKET_LIVE)
+			return ARL_ESTALE;
+	return 0;
+}
+
+/* Tries the reservation as the queue's head, in the slot the waiter holds.
+ * Returns what arl_impl_try_slot() returns; on ARL_EAGAIN, *refusing is the
+ * bucket to wait on and *seen its wake_seq as read before the try. */
+ARL_API int arl_impl_head_try(struct arl *arl, struct arl_impl_waiter *w,
 			      struct arl_reservation *out, struct arl_shm_bucket **refusing,
 			      uint32_t *seen)
 {
@@ -2369,10 +2678,12 @@ ARL_API int arl_impl_head_try(struct arl *arl, const struct arl_bucket *buckets,
 	/* Read every bucket's wake_seq before trying, so a release that lands
 	 * after the try changes the word this waiter sleeps on. Paired with
 	 * the seq_cst bump in arl_impl_wake_bucket(). */
-	for (c = 0; c < chain->n; c++)
-		seqs[c] = __atomic_load_n(&chain->bucket[c]->wake_seq, __ATOMIC_ACQUIRE);
-	rc = arl_impl_reserve(arl, buckets, n, chain, req, out, &refused);
-	*refusing = chain->bucket[refused];
+	for (c = 0; c < w->chain.n; c++)
+		seqs[c] = __atomic_load_n(&w->chain.bucket[c]->wake_seq, __ATOMIC_ACQUIRE);
+	rc = arl_impl_waiter_check(arl, w);
+	if (rc == 0)
+		rc = arl_impl_try_slot(arl, w->slot, w->word, &w->chain, w->req, out, &refused);
+	*refusing = w->chain.bucket[refused];
 	*seen = seqs[refused];
 	return rc;
 }
@@ -2382,9 +2693,8 @@ ARL_API int arl_impl_head_try(struct arl *arl, const struct arl_bucket *buckets,
  * otherwise, or the deadline passes. Sleeps on the wake_seq of the bucket
  * that refused, until a release there or the time refill will cover it.
  */
-ARL_API int arl_impl_wait_as_head(struct arl *arl, const struct arl_bucket *buckets, uint32_t n,
-				  struct arl_impl_chain *chain, const struct arl_request *req,
-				  uint64_t deadline_ns, struct arl_reservation *out)
+ARL_API int arl_impl_wait_as_head(struct arl *arl, struct arl_impl_waiter *w,
+				  struct arl_reservation *out)
 {
 	for (;;) {
 		struct arl_shm_bucket *refusing;
@@ -2392,13 +2702,14 @@ ARL_API int arl_impl_wait_as_head(struct arl *arl, const struct arl_bucket *buck
 		uint32_t seen;
 		int rc;
 
-		rc = arl_impl_head_try(arl, buckets, n, chain, req, out, &refusing, &seen);
+		ARL_FAULT_POINT("wait_as_head");
+		rc = arl_impl_head_try(arl, w, out, &refusing, &seen);
 		if (rc != ARL_EAGAIN)
 			return rc;
-		if (arl_now(arl) >= deadline_ns)
+		if (arl_now(arl) >= w->deadline_ns)
 			return ARL_ETIMEDOUT;
 
-		until = deadline_ns;
+		until = w->deadline_ns;
 		if (out->retry_at_ns != 0 && out->retry_at_ns < until)
 			until = out->retry_at_ns;
 		/* The count tells wakers whether a FUTEX_WAKE is needed. */
@@ -2413,11 +2724,10 @@ ARL_API int arl_impl_wait_as_head(struct arl *arl, const struct arl_bucket *buck
  * tries as the head. A ticket the head passed before this waiter wrote its
  * entry (it was taken for a dead waiter's) is given up for a new one.
  */
-ARL_API int arl_impl_queue_wait(struct arl *arl, const struct arl_bucket *buckets, uint32_t n,
-				struct arl_impl_chain *chain, const struct arl_request *req,
-				uint64_t deadline_ns, struct arl_reservation *out)
+ARL_API int arl_impl_queue_wait(struct arl *arl, struct arl_impl_waiter *w,
+				struct arl_reservation *out)
 {
-	struct arl_shm_bucket *b = chain->bucket[0];
+	struct arl_shm_bucket *b = w->chain.bucket[0];
 	uint32_t ticket;
 	int rc;
 
@@ -2426,10 +2736,13 @@ ARL_API int arl_impl_queue_wait(struct arl *arl, const struct arl_bucket *bucket
 		while (arl_impl_queue_enter(arl, b, &ticket) != 0) {
 			uint32_t head = arl_load_acquire(&b->queue_head);
 
-			if (arl_now(arl) >= deadline_ns)
+			rc = arl_impl_waiter_check(arl, w);
+			if (rc != 0)
+				return rc;
+			if (arl_now(arl) >= w->deadline_ns)
 				return ARL_ETIMEDOUT;
 			arl_impl_sleep(arl, &b->queue_head, head, FUTEX_BITSET_MATCH_ANY,
-				       deadline_ns);
+				       w->deadline_ns);
 		}
 
 		/* Sleep until this ticket is served. */
@@ -2438,18 +2751,21 @@ ARL_API int arl_impl_queue_wait(struct arl *arl, const struct arl_bucket *bucket
 
 			if (head == ticket || (int32_t)(head - ticket) > 0)
 				break;
-			if (arl_now(arl) >= deadline_ns) {
+			rc = arl_impl_waiter_check(arl, w);
+			if (rc == 0 && arl_now(arl) >= w->deadline_ns)
+				rc = ARL_ETIMEDOUT;
+			if (rc != 0) {
 				arl_impl_queue_abandon(arl, b, ticket);
-				return ARL_ETIMEDOUT;
+				return rc;
 			}
 			arl_impl_sleep(arl, &b->queue_head, head, arl_impl_ticket_bit(ticket),
-				       deadline_ns);
+				       w->deadline_ns);
 		}
 		if (arl_load_acquire(&b->queue_head) == ticket)
 			break;
 		/* The head moved past this ticket: take a new one. */
 	}
-	rc = arl_impl_wait_as_head(arl, buckets, n, chain, req, deadline_ns, out);
+	rc = arl_impl_wait_as_head(arl, w, out);
 	arl_impl_queue_advance(arl, b, ticket);
 	return rc;
 }
@@ -2466,7 +2782,12 @@ ARL_API int arl_impl_queue_wait(struct arl *arl, const struct arl_bucket *bucket
  * supervisor's sweep when it dies at the head. Returns what
  * arl_reserve_chain() returns, except that ARL_EAGAIN becomes ARL_ETIMEDOUT
  * once the deadline has passed (a deadline already in the past makes it a
- * single try).
+ * single try). A waiter gives up with ARL_ESTALE when a bucket of its chain
+ * is removed, and with ARL_EDRAINING when the segment starts draining.
+ *
+ * A waiter holds a claimed reservation slot, with nothing charged, for the
+ * whole wait: it keeps the chain's buckets from being reused under the
+ * queue, it is the slot the reservation is made in, and listings show it.
  *
  * NOTE: with more than ARL_QUEUE_SLOTS waiters on one bucket, the extra ones
  * wait for room in the queue and enter it in no set order.
@@ -2475,7 +2796,7 @@ ARL_API int arl_reserve_chain_wait(struct arl *arl, const struct arl_bucket *buc
 				   const struct arl_request *req, uint64_t deadline_ns,
 				   struct arl_reservation *out)
 {
-	struct arl_impl_chain chain;
+	struct arl_impl_waiter w;
 	struct arl_shm_bucket *b;
 	uint32_t *count;
 	uint64_t started;
@@ -2486,15 +2807,20 @@ ARL_API int arl_reserve_chain_wait(struct arl *arl, const struct arl_bucket *buc
 		return rc;
 	if (arl_now(arl) >= deadline_ns)
 		return ARL_ETIMEDOUT; /* a deadline in the past: one try only */
-	if (arl_impl_check_chain(arl, buckets, n, req, &chain) != 0)
+	if (arl_impl_check_chain(arl, buckets, n, req, &w.chain) != 0)
 		return ARL_ESTALE;
 	/* The queue entry names this process: a try refused by the queue
 	 * returns before registering, so register now. */
 	rc = arl_impl_ensure_registered(arl);
 	if (rc != 0)
 		return rc;
-	b = chain.bucket[0];
 	started = arl_now(arl);
+	rc = arl_impl_claim_for(arl, buckets, n, &w.chain, req, started, &w.slot, &w.word);
+	if (rc != 0)
+		return rc;
+	w.req = req;
+	w.deadline_ns = deadline_ns;
+	b = w.chain.bucket[0];
 
 	/* While queued, the waiter counts as a reference to its process entry,
 	 * so a new process cannot take the entry of a waiter that died in the
@@ -2502,10 +2828,12 @@ ARL_API int arl_reserve_chain_wait(struct arl *arl, const struct arl_bucket *buc
 	 * queue entry names the dead owner. */
 	count = &arl_impl_processes(arl)[arl->process_index].live_reservations;
 	arl_add_relaxed(count, 1u);
-	rc = arl_impl_queue_wait(arl, buckets, n, &chain, req, deadline_ns, out);
+	rc = arl_impl_queue_wait(arl, &w, out);
 	arl_sub_relaxed(count, 1u);
 	if (rc == 0)
 		arl_add_relaxed(&b->stats.waited_ns, arl_now(arl) - started);
+	else
+		arl_impl_free_slot(arl, &arl_impl_reservations(arl)[w.slot], w.word);
 	return rc;
 }
 
@@ -2641,6 +2969,7 @@ ARL_API void arl_impl_settle_bucket(struct arl_shm_bucket *b, const struct arl_i
 		/* Count tokens once per bucket, on its first tokens limit. */
 		arl_impl_settle_limit(&b->limits[i], l, v->flags, reserved, actual, now, &b->stats,
 				      l->unit == ARL_UNIT_TOKENS && !counted);
+		ARL_FAULT_POINT("release_mid_settle");
 		counted = counted || l->unit == ARL_UNIT_TOKENS;
 	}
 	if (known) {
@@ -2684,12 +3013,14 @@ ARL_API int arl_release(struct arl *arl, const struct arl_reservation *res,
 	r = arl_impl_begin_release(arl, res, &word, &chain);
 	if (!r)
 		return ARL_ESTALE;
+	ARL_FAULT_POINT("release_after_begin");
 
 	now = arl_now(arl);
 	for (c = 0; c < chain.n; c++)
 		if (chain.bucket[c])
 			arl_impl_settle_bucket(chain.bucket[c], &chain.view[c], r, usage, now);
 	arl_impl_give_back(r, &chain, ARL_MARKS_INFLIGHT, now);
+	ARL_FAULT_POINT("release_before_free");
 	arl_impl_free_slot(arl, r, word);
 	arl_impl_wake_chain(&chain);
 	return 0;
@@ -2715,6 +3046,7 @@ ARL_API int arl_cancel(struct arl *arl, const struct arl_reservation *res)
 	r = arl_impl_begin_release(arl, res, &word, &chain);
 	if (!r)
 		return ARL_ESTALE;
+	ARL_FAULT_POINT("cancel_after_begin");
 	arl_impl_give_back(r, &chain, ~0u, arl_now(arl));
 	for (c = 0; c < chain.n; c++)
 		if (chain.bucket[c])
@@ -2777,6 +3109,9 @@ struct arl_bucket_stats {
 	uint64_t fallback_releases, fallback_tokens, canceled;
 	uint64_t reclaimed_dead, reclaimed_idle, errors, inflight_repaired;
 	uint32_t queued; /* waiters in the FIFO queue */
+	uint64_t reclaimed_admin; /* released by an operator */
+	uint64_t provider_429s;	  /* 429 responses reported by clients */
+	uint64_t blocked_until_ns; /* arl clock: a 429 blocks the bucket until then; 0: not */
 };
 
 /* Units of a limit available at now: (tolerance - (tat - now)) / cost(1). */
@@ -2843,6 +3178,14 @@ ARL_API int arl_bucket_stats(const struct arl *arl, struct arl_bucket bucket,
 	out->errors = arl_load_relaxed(&s->errors);
 	out->inflight_repaired = arl_load_relaxed(&s->inflight_repaired);
 	out->queued = arl_load_relaxed(&b->queue_tail) - arl_load_relaxed(&b->queue_head);
+	out->reclaimed_admin = arl_load_relaxed(&s->reclaimed_admin);
+	out->provider_429s = arl_load_relaxed(&s->provider_429s);
+	out->blocked_until_ns = arl_load_relaxed(&b->blocked_until_ns);
+	if (out->blocked_until_ns <= now)
+		out->blocked_until_ns = 0;
+	/* A bucket removed and reused while it was read gave a mixed copy. */
+	if (arl_impl_bucket(arl, bucket.index, bucket.gen) != b)
+		return ARL_ESTALE;
 	return 0;
 }
 

@@ -30,6 +30,18 @@ static bool owner_alive(struct arl *arl, uint8_t *cache, uint32_t index)
 	return true;
 }
 
+static uint64_t *reason_counter(struct arl_shm_bucket *b, enum arl_reclaim_reason reason)
+{
+	switch (reason) {
+	case ARL_RECLAIM_IDLE:
+		return &b->stats.reclaimed_idle;
+	case ARL_RECLAIM_ADMIN:
+		return &b->stats.reclaimed_admin;
+	default:
+		return &b->stats.reclaimed_dead;
+	}
+}
+
 static void describe(struct arl *arl, const struct arl_shm_reservation *r, uint64_t word,
 		     struct arl_shm_bucket *b, struct arl_reclaim_event *ev)
 {
@@ -62,6 +74,7 @@ static void finish_reclaim(struct arl *arl, struct arl_shm_reservation *r, uint6
 					   arl_load_relaxed(&r->output_tokens));
 	uint32_t c;
 
+	ARL_FAULT_POINT("sweep_after_claim");
 	arl_impl_resolve_chain(arl, r, &chain);
 	arl_impl_give_back(r, &chain, old_state == ARL_RES_CLAIMED ? ~0u : ARL_MARKS_INFLIGHT,
 			   arl_now(arl));
@@ -74,10 +87,9 @@ static void finish_reclaim(struct arl *arl, struct arl_shm_reservation *r, uint6
 			arl_add_relaxed(&b->stats.fallback_releases, 1);
 			arl_add_relaxed(&b->stats.fallback_tokens, tokens);
 		}
-		arl_add_relaxed(reason == ARL_RECLAIM_IDLE ? &b->stats.reclaimed_idle
-							   : &b->stats.reclaimed_dead,
-				1);
+		arl_add_relaxed(reason_counter(b, reason), 1);
 	}
+	ARL_FAULT_POINT("sweep_before_free");
 	arl_impl_free_slot(arl, r, word);
 	arl_impl_wake_chain(&chain);
 }
@@ -240,6 +252,20 @@ static void unblock_queue(struct arl *arl, struct arl_shm_bucket *b, struct arl_
 	res->waiters_skipped++;
 }
 
+/* Frees retired bucket slots that no reservation names any more. Tries the
+ * admin lock without waiting: an administrator holding it will recycle, or
+ * the next sweep will. */
+static void recycle_buckets(struct arl *arl, struct arl_sweep_result *res)
+{
+	if (pthread_mutex_trylock(&arl->register_lock) != 0)
+		return;
+	if (arl_impl_lock_byte(arl->fd, F_OFD_SETLK, F_WRLCK, 1) == 0) {
+		res->buckets_recycled += arl_impl_recycle_buckets(arl);
+		arl_impl_lock_byte(arl->fd, F_OFD_SETLK, F_UNLCK, 1);
+	}
+	pthread_mutex_unlock(&arl->register_lock);
+}
+
 static void sweep_buckets(struct arl *arl, const uint64_t *inflight_before,
 			  const uint32_t *referencing, struct arl_sweep_result *res)
 {
@@ -339,6 +365,7 @@ int arl_sweep(struct arl *arl, const struct arl_sweep_options *options,
 	count_queue_references(arl, referenced);
 	sweep_processes(arl, cache, referenced, result);
 	sweep_buckets(arl, inflight_before, referencing, result);
+	recycle_buckets(arl, result);
 	rc = 0;
 out:
 	free(cache);
@@ -348,9 +375,54 @@ out:
 	return rc;
 }
 
+int arl_sweep_release_slot(struct arl *arl, uint32_t slot, struct arl_reclaim_event *event)
+{
+	struct arl_shm_reservation *r;
+	uint8_t *cache;
+	uint64_t word, reclaiming;
+	uint32_t state, owner;
+	bool alive;
+
+	if (!arl || !event || arl->read_only || slot >= arl->header->reservation_capacity)
+		return ARL_EINVAL;
+	r = &arl_impl_reservations(arl)[slot];
+	word = arl_load_acquire(&r->word);
+	state = arl_impl_res_state(word);
+	owner = arl_impl_res_owner(word);
+	if (state == ARL_RES_FREE)
+		return ARL_ENOENT;
+	if (state > ARL_RES_RECLAIMING || owner > arl->header->process_capacity)
+		return ARL_EINVAL;
+	cache = calloc(arl->header->process_capacity, 1);
+	if (!cache)
+		return ARL_ENOMEM;
+	alive = owner != 0 && owner_alive(arl, cache, owner - 1);
+	free(cache);
+	/* A live owner may be between steps of a claim, a wait or a release:
+	 * taking the slot then would free it under that process. */
+	if (alive && state != ARL_RES_COMMITTED)
+		return ARL_EAGAIN;
+
+	reclaiming = arl_impl_res_word(arl_impl_res_gen(word), ARL_RES_RECLAIMING, owner);
+	if (state != ARL_RES_RECLAIMING && !arl_cas(&r->word, &word, reclaiming, __ATOMIC_ACQUIRE))
+		return ARL_EAGAIN; /* the owner released it meanwhile, or moved on */
+	describe(arl, r, word,
+		 arl_load_relaxed(&r->nbuckets) == 0
+			 ? NULL
+			 : arl_impl_bucket(arl, arl_load_relaxed(&r->bucket_index[0]),
+					   arl_load_relaxed(&r->bucket_gen[0])),
+		 event);
+	event->reason = ARL_RECLAIM_ADMIN;
+	event->idle_ns = arl_impl_sat_sub(arl_now(arl), arl_load_relaxed(&r->last_activity_ns));
+	finish_reclaim(arl, r, reclaiming, state, ARL_RECLAIM_ADMIN);
+	return 0;
+}
+
 void arl_sweep_publish(struct arl *arl)
 {
 	struct arl_shm_header *h = arl->header;
+
+	ARL_FAULT_POINT("sweep_before_publish");
 
 	arl_store_relaxed(&h->supervisor_heartbeat_ns, arl_now(arl));
 	arl_add_relaxed(&h->sweep_count, 1);

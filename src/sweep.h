@@ -12,6 +12,7 @@
 enum arl_reclaim_reason {
 	ARL_RECLAIM_DEAD_OWNER = 1, /* the owning process exited or was killed */
 	ARL_RECLAIM_IDLE = 2,	    /* no activity for longer than the TTL */
+	ARL_RECLAIM_ADMIN = 3,	    /* an operator released it (arlctl release) */
 };
 
 /* One reclaimed reservation, reported to the caller for logging. */
@@ -42,6 +43,7 @@ struct arl_sweep_result {
 	uint32_t anomalies;	    /* slots with values no client writes */
 	uint32_t inflight_repaired; /* buckets whose in-flight count was reset */
 	uint32_t waiters_skipped;   /* dead waiters skipped at a queue's head */
+	uint32_t buckets_recycled;  /* retired bucket slots freed for reuse */
 };
 
 /*
@@ -52,6 +54,16 @@ struct arl_sweep_result {
  */
 int arl_sweep(struct arl *arl, const struct arl_sweep_options *options,
 	      struct arl_sweep_result *result);
+
+/*
+ * Releases one reservation slot with the fallback accounting, for an
+ * operator (arlctl release): a committed reservation stuck in a live
+ * process, or any slot of a dead owner. Fills *event as a reclaim would.
+ * Returns 0, ARL_ENOENT when the slot is free, ARL_EAGAIN when a live
+ * process is working on it right now (reserving, waiting or releasing),
+ * ARL_EINVAL for a slot out of range or a read-only handle.
+ */
+int arl_sweep_release_slot(struct arl *arl, uint32_t slot, struct arl_reclaim_event *event);
 
 /* Marks the end of a sweep in the segment: bumps the sweep count and the
  * heartbeat, and wakes every process waiting for the next sweep. */
