@@ -190,7 +190,8 @@ ARL_API const char *arl_unit_name(uint32_t unit)
 /* Bucket flags. */
 #define ARL_BUCKET_NO_REFUND 0x1u	/* unused tokens never come back */
 #define ARL_BUCKET_IGNORE_OVERAGE 0x2u	/* usage above the estimate is not charged */
-#define ARL_BUCKET_KNOWN_FLAGS 0x3u
+#define ARL_BUCKET_DISCOVER 0x4u	/* learn the limits from the provider's headers */
+#define ARL_BUCKET_KNOWN_FLAGS 0x7u
 
 /* ------------------------------------------------------------------------
  * Shared-memory layout. Every arl_shm_* struct lives in the segment, which
@@ -325,6 +326,9 @@ struct arl_shm_bucket {
 	 * retry time); 0 when not blocked. On the in-flight word's line, which
 	 * every reserve writes anyway, so reading it costs no extra miss. */
 	uint64_t blocked_until_ns;
+	/* ARL_BUCKET_DISCOVER: 0 until a response taught the limits; until
+	 * then the bucket allows one request in flight. */
+	uint32_t learned;
 
 	/*
 	 * FIFO wait queue of arl_reserve_wait(): each waiter takes a ticket
@@ -1587,6 +1591,7 @@ ARL_API void arl_impl_fill_bucket(struct arl_shm_bucket *b, const struct arl_buc
 	b->queue_stall_seen = 0;
 	memset(b->queue, 0, sizeof(b->queue));
 	b->blocked_until_ns = 0;
+	b->learned = 0;
 	memset(&b->stats, 0, sizeof(b->stats));
 	for (i = 0; i < ARL_MAX_LIMITS; i++)
 		b->limits[i].tat_ns = now; /* a new bucket starts full */
@@ -1599,9 +1604,10 @@ ARL_API void arl_impl_fill_bucket(struct arl_shm_bucket *b, const struct arl_buc
  * This is the segment's grace period. Every operation that writes a bucket
  * through a handle (reserve, wait, release, cancel, the sweeper's reclaim)
  * does it from a reservation slot that names the bucket, recorded before a
- * seq_cst fence and before the bucket's state is checked. The fence here
- * pairs with that one: a slot this scan misses belongs to an operation that
- * will see the bucket retired and back out. So once no slot names the
+ * seq_cst write of the slot word and before a seq_cst load of the bucket's
+ * state (arl_impl_claim_for()). The retiring store and the loads of the
+ * slot words here are seq_cst too, so a slot this scan misses belongs to an
+ * operation that will see the bucket retired and back out. So once no slot names the
  * bucket, every process has left it, live or dead, busy or idle, and no
  * per-process epoch is needed. Returns the number of slots freed.
  */
@@ -1611,7 +1617,6 @@ ARL_API uint32_t arl_impl_recycle_buckets(struct arl *arl)
 	struct arl_shm_reservation *slots = arl_impl_reservations(arl);
 	uint32_t i, j, c, freed = 0;
 
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	for (i = 0; i < arl->header->bucket_capacity; i++) {
 		uint32_t retired = ARL_BUCKET_RETIRED;
 		bool named = false;
@@ -1620,10 +1625,12 @@ ARL_API uint32_t arl_impl_recycle_buckets(struct arl *arl)
 			continue;
 		for (j = 0; j < arl->header->reservation_capacity && !named; j++) {
 			const struct arl_shm_reservation *r = &slots[j];
-			uint32_t n = arl_load_relaxed(&r->nbuckets);
+			uint32_t n;
 
-			if (arl_impl_res_state(arl_load_acquire(&r->word)) == ARL_RES_FREE)
+			if (arl_impl_res_state(__atomic_load_n(&r->word, __ATOMIC_SEQ_CST)) ==
+			    ARL_RES_FREE)
 				continue;
+			n = arl_load_relaxed(&r->nbuckets);
 			for (c = 0; c < n && c < ARL_MAX_CHAIN; c++)
 				if (arl_load_relaxed(&r->bucket_index[c]) == i)
 					named = true;
@@ -1902,8 +1909,7 @@ ARL_API int arl_bucket_remove(struct arl *arl, struct arl_bucket bucket)
 		return rc;
 	b = arl_impl_bucket(arl, bucket.index, bucket.gen);
 	if (b) {
-		/* seq_cst: the store comes before the recycler's fence (see
-		 * arl_impl_recycle_buckets()). */
+		/* seq_cst: see arl_impl_recycle_buckets(). */
 		__atomic_store_n(&b->state, ARL_BUCKET_RETIRED, __ATOMIC_SEQ_CST);
 		ARL_FAULT_POINT("remove_after_retire");
 		arl_impl_wake_all(b);
@@ -2256,10 +2262,15 @@ ARL_API int arl_impl_charge_one(struct arl_shm_reservation *r, uint32_t c,
 {
 	uint64_t in = arl_load_relaxed(&r->input_tokens);
 	uint64_t out = arl_load_relaxed(&r->output_tokens);
+	uint32_t cap = v->max_inflight;
 	uint64_t unused;
 	uint32_t i;
 
-	if (!arl_impl_inflight_take(b, v->max_inflight))
+	/* A discovering bucket sends one request until the first response's
+	 * headers say what the limits are. */
+	if ((v->flags & ARL_BUCKET_DISCOVER) && !arl_load_acquire(&b->learned))
+		cap = 1;
+	if (!arl_impl_inflight_take(b, cap))
 		return 1;
 	/* Relaxed: whoever reads the marks later acquires them through the
 	 * slot word (COMMITTED, or the CAS that takes a dead owner's slot). */
@@ -2357,11 +2368,11 @@ ARL_API bool arl_impl_queue_empty(const struct arl_shm_bucket *b)
 }
 
 /*
- * Claims a slot and records the request in it. From the fence on, the slot
- * names the chain's buckets, which keeps their table slots from being reused
- * while this process works on them: the fence pairs with the one in
- * arl_impl_recycle_buckets(), so either the recycler sees this slot's chain
- * or the check below sees the bucket retired (or reused, with a new gen).
+ * Claims a slot and records the request in it. From then on the slot names
+ * the chain's buckets, which keeps their table slots from being reused while
+ * this process works on them: either arl_impl_recycle_buckets() sees this
+ * slot's chain, or the check below sees the bucket retired (or reused, with
+ * a new gen).
  * Returns 0 with the slot, or ARL_ETABLEFULL / ARL_ESTALE.
  */
 ARL_API int arl_impl_claim_for(struct arl *arl, const struct arl_bucket *buckets, uint32_t n,
@@ -2380,9 +2391,17 @@ ARL_API int arl_impl_claim_for(struct arl *arl, const struct arl_bucket *buckets
 	r = &arl_impl_reservations(arl)[slot];
 	arl_impl_record(r, buckets, n, req, now);
 
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	/* A seq_cst read-modify-write of the slot word (it changes nothing)
+	 * and seq_cst loads of the buckets' states: with the seq_cst store
+	 * of RETIRED and the seq_cst load of this word by the recycler, one
+	 * of the two sides sees the other. The write is a release, so a
+	 * recycler that reads it also sees the chain recorded above. */
+	__atomic_fetch_add(&r->word, 0, __ATOMIC_SEQ_CST);
 	for (c = 0; c < n; c++) {
-		if (arl_impl_bucket(arl, buckets[c].index, buckets[c].gen) != chain->bucket[c]) {
+		struct arl_shm_bucket *b = chain->bucket[c];
+
+		if (__atomic_load_n(&b->state, __ATOMIC_SEQ_CST) != ARL_BUCKET_LIVE ||
+		    arl_load_relaxed(&b->gen) != buckets[c].gen) {
 			arl_impl_free_slot(arl, r, *word_out);
 			return ARL_ESTALE;
 		}
@@ -2390,6 +2409,25 @@ ARL_API int arl_impl_claim_for(struct arl *arl, const struct arl_bucket *buckets
 	ARL_FAULT_POINT("reserve_after_record");
 	*slot_out = slot;
 	return 0;
+}
+
+/*
+ * A positive delay of up to a tenth of `wait` (at most 250 ms), different
+ * from call to call, so that callers blocked by one 429 do not all retry
+ * at the same instant. Drawn from the monotonic clock's low bits mixed with
+ * the thread's stack address: no shared state, no lock.
+ */
+ARL_API uint64_t arl_impl_jitter(uint64_t wait)
+{
+	uint64_t span = wait / 10 < 250000000ull ? wait / 10 : 250000000ull;
+	uint64_t x = arl_impl_monotonic_ns() ^ (uint64_t)(uintptr_t)&span;
+
+	if (span == 0)
+		return 0;
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	return 1 + x % span;
 }
 
 /*
@@ -2411,6 +2449,8 @@ ARL_API int arl_impl_check_blocked(const struct arl_impl_chain *chain, uint64_t 
 			rc = ARL_EAGAIN;
 		}
 	}
+	if (rc != 0)
+		*retry_at += arl_impl_jitter(*retry_at - now);
 	return rc;
 }
 
@@ -3187,6 +3227,203 @@ ARL_API int arl_bucket_stats(const struct arl *arl, struct arl_bucket bucket,
 	if (arl_impl_bucket(arl, bucket.index, bucket.gen) != b)
 		return ARL_ESTALE;
 	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Adaptive limits: what the provider's responses say
+ * ------------------------------------------------------------------------ */
+
+/* Which values of struct arl_observed_limit are known. */
+#define ARL_OBSERVED_LIMIT 0x1u	    /* limit: units per window */
+#define ARL_OBSERVED_REMAINING 0x2u /* remaining: units left now */
+#define ARL_OBSERVED_RESET 0x4u	    /* reset_ns: time until the limit is full */
+
+/* One limit as a provider's response reports it. */
+struct arl_observed_limit {
+	uint32_t unit;	    /* enum arl_unit */
+	uint32_t known;	    /* ARL_OBSERVED_* */
+	uint64_t window_ns; /* the provider's window for this limit */
+	uint64_t limit;
+	uint64_t remaining;
+	uint64_t reset_ns;
+};
+
+/* Longest block a 429 can impose: its retry time is capped here. */
+#define ARL_MAX_BLOCK_NS (7ull * 86400ull * 1000000000ull)
+/* Block after a 429 that gives no retry time and no exhausted limit. */
+#define ARL_DEFAULT_BACKOFF_NS 1000000000ull
+
+/* What one response said; see arl_bucket_observe(). */
+struct arl_observation {
+	uint32_t status;	 /* HTTP status */
+	bool retry_after_known;	 /* retry_after_ns is set */
+	bool never_fits;	 /* the provider said the request exceeds its limit */
+	uint64_t retry_after_ns; /* from Retry-After or the body, relative */
+	uint64_t received_ns;	 /* arl_now() when the headers arrived; 0: now */
+	uint32_t nlimits;
+	struct arl_observed_limit limits[ARL_MAX_LIMITS];
+};
+
+/* Raises a TAT to at least `at` (never lowers it). */
+ARL_API void arl_impl_tat_raise(struct arl_shm_limit *l, uint64_t at)
+{
+	uint64_t tat = arl_load_relaxed(&l->tat_ns);
+
+	while (tat < at && !arl_cas(&l->tat_ns, &tat, at, __ATOMIC_RELAXED))
+		;
+}
+
+/*
+ * Lowers a limit's availability to the provider's remaining count. The
+ * provider's count already includes this host's requests in flight, so it
+ * is applied as it is: available = remaining, never less. A limit that
+ * already shows less keeps its own count (max of the two TATs).
+ */
+ARL_API void arl_impl_apply_remaining(struct arl_shm_limit *l,
+				      const struct arl_shm_limit_config *c, uint64_t remaining,
+				      uint64_t at)
+{
+	uint64_t keep = remaining < c->usable_burst ? remaining : c->usable_burst;
+
+	arl_impl_tat_raise(l, arl_impl_sat_sub(arl_impl_sat_add(at, c->tolerance_ns),
+					       arl_impl_cost_ns(c, keep)));
+}
+
+/* Blocks a bucket until `until` (never shortens a block), and wakes nobody:
+ * waiters already sleep until their retry time, which is now later. */
+ARL_API void arl_impl_block_until(struct arl_shm_bucket *b, uint64_t until)
+{
+	uint64_t cur = arl_load_relaxed(&b->blocked_until_ns);
+
+	while (cur < until && !arl_cas(&b->blocked_until_ns, &cur, until, __ATOMIC_RELAXED))
+		;
+}
+
+/* How long a 429 blocks: its retry time, else the reset of an exhausted
+ * limit, else a default backoff; at most ARL_MAX_BLOCK_NS. */
+ARL_API uint64_t arl_impl_block_time(const struct arl_observation *obs)
+{
+	uint64_t wait = 0;
+	uint32_t i;
+
+	if (obs->retry_after_known) {
+		wait = obs->retry_after_ns;
+	} else {
+		for (i = 0; i < obs->nlimits && i < ARL_MAX_LIMITS; i++) {
+			const struct arl_observed_limit *o = &obs->limits[i];
+
+			if ((o->known & (ARL_OBSERVED_REMAINING | ARL_OBSERVED_RESET)) ==
+				    (ARL_OBSERVED_REMAINING | ARL_OBSERVED_RESET) &&
+			    o->remaining == 0 && o->reset_ns > wait)
+				wait = o->reset_ns;
+		}
+		if (wait == 0)
+			wait = ARL_DEFAULT_BACKOFF_NS;
+	}
+	return wait > ARL_MAX_BLOCK_NS ? ARL_MAX_BLOCK_NS : wait;
+}
+
+/*
+ * Learns limits for a discovering bucket: each limit whose unit and window
+ * match an observed limit takes the provider's amount (and burst). Only the
+ * first response changes them; later ones only lower availability.
+ */
+ARL_API int arl_impl_learn(struct arl *arl, struct arl_bucket bucket, struct arl_shm_bucket *b,
+			   const struct arl_impl_view *v, const struct arl_observation *obs)
+{
+	struct arl_bucket_config config;
+	bool changed = false;
+	uint32_t i, j;
+	int rc;
+
+	memset(&config, 0, sizeof(config));
+	config.name = b->name;
+	config.nlimits = v->nlimits;
+	config.max_inflight = v->max_inflight;
+	config.flags = v->flags;
+	for (i = 0; i < v->nlimits; i++) {
+		struct arl_limit_config *l = &config.limits[i];
+
+		l->unit = v->limit[i].unit;
+		l->amount = v->limit[i].amount;
+		l->window_ns = v->limit[i].window_ns;
+		l->burst = v->limit[i].burst;
+		l->headroom_permille = v->limit[i].headroom_permille;
+		for (j = 0; j < obs->nlimits && j < ARL_MAX_LIMITS; j++) {
+			const struct arl_observed_limit *o = &obs->limits[j];
+
+			if (!(o->known & ARL_OBSERVED_LIMIT) || o->unit != l->unit ||
+			    o->window_ns != l->window_ns || o->limit == 0 || o->limit == l->amount ||
+			    o->limit > ARL_MAX_TOKENS)
+				continue;
+			l->amount = l->burst = o->limit;
+			changed = true;
+		}
+	}
+	rc = changed ? arl_bucket_set_limits(arl, bucket, &config) : 0;
+	if (rc == 0)
+		arl_store_release(&b->learned, 1u);
+	return rc;
+}
+
+/*
+ * Hands arl what a provider's response said about a bucket's limits, as
+ * read from its status, rate-limit headers and (for a 429) body; arl/headers.h
+ * fills the observation from a response head. Every process sharing the
+ * bucket sees the effect at once:
+ *   - each bucket limit whose unit and window match an observed remaining
+ *     count is lowered to it (the provider's count already includes this
+ *     host's requests in flight, so they are not subtracted again);
+ *   - a bucket with ARL_BUCKET_DISCOVER takes the provider's limits from the
+ *     first response that gives them, and ends its one-request phase;
+ *   - a 429 blocks the bucket until the retry time (or the reset of the
+ *     exhausted limit, else one second): reserves fail with ARL_EAGAIN and
+ *     a retry time a little after it, different per caller, so the waiters
+ *     do not all come back at once.
+ * Returns 0; ARL_ENEVERFITS when the provider said the request is larger
+ * than its limit, which no retry fixes; ARL_ESTALE, ARL_EINVAL or ARL_EROFS.
+ */
+ARL_API int arl_bucket_observe(struct arl *arl, struct arl_bucket bucket,
+			       const struct arl_observation *obs)
+{
+	struct arl_shm_bucket *b;
+	struct arl_impl_view v;
+	uint64_t at;
+	uint32_t i, j;
+	int rc = 0;
+
+	if (!arl || !obs || obs->nlimits > ARL_MAX_LIMITS)
+		return ARL_EINVAL;
+	if (arl->read_only)
+		return ARL_EROFS;
+	b = arl_impl_bucket(arl, bucket.index, bucket.gen);
+	if (!b)
+		return ARL_ESTALE;
+	at = obs->received_ns ? obs->received_ns : arl_now(arl);
+	arl_impl_read_config(b, &v);
+	if ((v.flags & ARL_BUCKET_DISCOVER) && !arl_load_acquire(&b->learned)) {
+		rc = arl_impl_learn(arl, bucket, b, &v, obs);
+		if (rc != 0)
+			return rc;
+		arl_impl_read_config(b, &v);
+		arl_impl_wake_bucket(b);
+	}
+
+	for (i = 0; i < v.nlimits; i++) {
+		for (j = 0; j < obs->nlimits; j++) {
+			const struct arl_observed_limit *o = &obs->limits[j];
+
+			if ((o->known & ARL_OBSERVED_REMAINING) && o->unit == v.limit[i].unit &&
+			    o->window_ns == v.limit[i].window_ns)
+				arl_impl_apply_remaining(&b->limits[i], &v.limit[i], o->remaining,
+							 at);
+		}
+	}
+	if (obs->status == 429 && !obs->never_fits) {
+		arl_add_relaxed(&b->stats.provider_429s, 1);
+		arl_impl_block_until(b, arl_impl_sat_add(at, arl_impl_block_time(obs)));
+	}
+	return obs->never_fits ? ARL_ENEVERFITS : 0;
 }
 
 /* ------------------------------------------------------------------------

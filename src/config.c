@@ -290,26 +290,14 @@ static int limit_key(struct load_state *st, const char *section, struct arl_buck
 	return 1;
 }
 
-static int bucket_key(struct load_state *st, const char *section, const char *key,
-		      const char *value)
+/* Applies one key of a [bucket:NAME] section to bc. Returns 1, or 0 with
+ * st->error set, as inih handlers do. */
+static int apply_bucket_key(struct load_state *st, const char *section,
+			    struct arl_bucket_config *bc, const char *key, const char *value)
 {
-	const char *name = section + strlen("bucket:");
-	struct arld_bucket_spec *spec;
-	struct arl_bucket_config *bc;
 	uint64_t n;
 	int rc;
 
-	if (arl_impl_check_name(name) != 0) {
-		snprintf(st->error, st->error_size,
-			 "[%s]: bucket name must be 1 to %d bytes", section, ARL_NAME_MAX);
-		return 0;
-	}
-	spec = bucket_spec(st, name);
-	if (!spec) {
-		snprintf(st->error, st->error_size, "[%s]: out of memory", section);
-		return 0;
-	}
-	bc = &spec->config;
 	if (strcmp(key, "max_inflight") == 0) {
 		if (parse_u64(value, UINT32_MAX, &n) != 0)
 			return fail(st, section, key, value, "a whole number (0: no cap)");
@@ -341,6 +329,36 @@ static int bucket_key(struct load_state *st, const char *section, const char *ke
 	return 0;
 }
 
+static int bucket_key(struct load_state *st, const char *section, const char *key,
+		      const char *value)
+{
+	const char *name = section + strlen("bucket:");
+	struct arld_bucket_spec *spec;
+
+	if (arl_impl_check_name(name) != 0) {
+		snprintf(st->error, st->error_size,
+			 "[%s]: bucket name must be 1 to %d bytes", section, ARL_NAME_MAX);
+		return 0;
+	}
+	spec = bucket_spec(st, name);
+	if (!spec) {
+		snprintf(st->error, st->error_size, "[%s]: out of memory", section);
+		return 0;
+	}
+	return apply_bucket_key(st, section, &spec->config, key, value);
+}
+
+int arld_config_bucket_key(struct arl_bucket_config *config, const char *key, const char *value,
+			   char *error, size_t error_size)
+{
+	struct load_state st = {NULL, false, error, error_size, NULL};
+	char section[ARL_NAME_MAX + 16];
+
+	snprintf(section, sizeof(section), "bucket:%s", config->name ? config->name : "");
+	error[0] = '\0';
+	return apply_bucket_key(&st, section, config, key, value) == 1 ? 0 : -1;
+}
+
 static int on_entry_checked(struct load_state *st, const char *section, const char *key,
 			    const char *value)
 {
@@ -365,36 +383,43 @@ static int on_entry(void *user, const char *section, const char *key, const char
 }
 
 
+int arld_config_bucket_check(const struct arl_bucket_config *bc, char *error, size_t error_size)
+{
+	uint32_t j;
+
+	if (bc->nlimits == 0 && bc->max_inflight == 0) {
+		snprintf(error, error_size,
+			 "bucket %s has no limits; add one such as requests_per_minute "
+			 "or tokens_per_minute, or max_inflight",
+			 bc->name);
+		return -1;
+	}
+	for (j = 0; j < bc->nlimits; j++)
+		if (bc->limits[j].amount == 0) {
+			snprintf(error, error_size,
+				 "bucket %s: a burst or headroom is set for a limit with "
+				 "no amount",
+				 bc->name);
+			return -1;
+		}
+	if (arl_bucket_config_check(bc) != 0) {
+		snprintf(error, error_size, "bucket %s: invalid limits", bc->name);
+		return -1;
+	}
+	return 0;
+}
+
 /* Checks each bucket once the whole file is read, and points the configs at
  * their names (realloc may have moved them). */
 static int check_buckets(struct load_state *st)
 {
 	struct arld_config *c = st->config;
-	uint32_t i, j;
+	uint32_t i;
 
 	for (i = 0; i < c->nbuckets; i++) {
-		struct arl_bucket_config *bc = &c->buckets[i].config;
-
-		bc->name = c->buckets[i].name;
-		if (bc->nlimits == 0 && bc->max_inflight == 0) {
-			snprintf(st->error, st->error_size,
-				 "bucket %s has no limits; add one such as requests_per_minute "
-				 "or tokens_per_minute, or max_inflight",
-				 bc->name);
+		c->buckets[i].config.name = c->buckets[i].name;
+		if (arld_config_bucket_check(&c->buckets[i].config, st->error, st->error_size) != 0)
 			return -1;
-		}
-		for (j = 0; j < bc->nlimits; j++)
-			if (bc->limits[j].amount == 0) {
-				snprintf(st->error, st->error_size,
-					 "bucket %s: a burst or headroom is set for a limit with "
-					 "no amount",
-					 bc->name);
-				return -1;
-			}
-		if (arl_bucket_config_check(bc) != 0) {
-			snprintf(st->error, st->error_size, "bucket %s: invalid limits", bc->name);
-			return -1;
-		}
 	}
 	if ((c->mode & 0070) && !c->has_group) {
 		snprintf(st->error, st->error_size,

@@ -59,6 +59,23 @@ int arld_config_load(struct arld_config *config, const char *path, char *error,
 
 void arld_config_free(struct arld_config *config);
 
+/*
+ * Applies one KEY = VALUE of a [bucket:NAME] section to config, as a file
+ * would; config->name names the bucket in messages. Returns 0, or -1 with a
+ * message naming the key, the value and the valid forms in error.
+ */
+int arld_config_bucket_key(struct arl_bucket_config *config, const char *key, const char *value,
+			   char *error, size_t error_size);
+
+/*
+ * Checks a bucket's configuration after its last key, as the file loader
+ * does: a limit or an in-flight cap, an amount for every limit with a burst
+ * or headroom, and arl_bucket_config_check(). Returns 0, or -1 with a
+ * message in error.
+ */
+int arld_config_bucket_check(const struct arl_bucket_config *config, char *error,
+			     size_t error_size);
+
 /* Parses a duration such as "1500ms", "2s", "5m", "1h" or "300" (seconds)
  * into nanoseconds. Returns 0 or -1. */
 int arld_parse_duration(const char *text, uint64_t *ns);

@@ -1,14 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * arlctl - inspect a live arl segment. The listing commands attach
- * read-only, so read access to the segment is enough.
+ * arlctl - inspect and administer an arl segment. The listing commands
+ * attach read-only, so read access to the segment is enough; run and the
+ * admin commands (arlctl_admin.c) attach with write access.
  */
 #include <getopt.h>
 
 #include <arl.h>
 
+#include "arlctl_admin.h"
+#include "arlctl_common.h"
+#include "arlctl_headers.h"
 #include "arlctl_run.h"
 #include "arlctl_sse.h"
+#include "arlctl_top.h"
 
 struct listing {
 	bool json;
@@ -18,41 +23,54 @@ struct listing {
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"Usage: arlctl [--segment NAME] COMMAND [--json]\n"
-		"Inspect a live arl segment (read-only).\n"
+		"Usage: arlctl [--segment NAME] [--json] COMMAND [OPTION]...\n"
+		"Inspect and administer an arl segment. Listings and top attach read-only,\n"
+		"so read access is enough; run and the admin commands need write access.\n"
+		"No command needs arld to be running.\n"
 		"\n"
-		"Commands:\n"
-		"  status         segment layout, supervisor and table usage\n"
+		"Listings (each takes --json):\n"
+		"  status         segment layout, supervisor, draining, table usage\n"
 		"  buckets        each bucket's limits, availability, in-flight and counters\n"
 		"  reservations   live reservations: bucket, owner pid, tokens, age, idle time\n"
 		"  processes      attached processes: entry, pid, alive, reservations held\n"
+		"  top            live view, redrawn every --interval SECONDS (default 1);\n"
+		"                 q quits; --once prints one frame (arlctl top --help)\n"
+		"\n"
+		"Other commands:\n"
 		"  run            run a command under a reservation (arlctl run --help)\n"
 		"  wait-sweep [N] wait until arld completes N more sweeps (default 1), at most\n"
-		"                 --timeout SECONDS (default 30); exit 1 on timeout\n"
+		"                 --timeout SECONDS (default 30)\n"
 		"  sse-usage      read a response stream on standard input and print its usage\n"
-		"                 as JSON (see arlctl sse-usage --help)\n"
+		"                 as JSON (arlctl sse-usage --help)\n"
+		"  parse-headers  read a response head on standard input and print its\n"
+		"                 rate-limit state as JSON (arlctl parse-headers --help)\n"
+		"\n"
+		"Admin commands (write access; arlctl create-bucket --help describes each):\n"
+		"  create-bucket NAME KEY=VALUE...  create a bucket; keys as in arld's\n"
+		"                                   [bucket:NAME] sections\n"
+		"  set-limits NAME KEY=VALUE...     change a live bucket's limits\n"
+		"  remove-bucket NAME               remove a bucket\n"
+		"  release SLOT[:GEN]               release a stuck reservation, keeping its\n"
+		"                                   estimate charged\n"
+		"  drain [--timeout DURATION]       stop new reservations, wait for live ones,\n"
+		"                                   then remove the segment\n"
 		"\n"
 		"Options:\n"
-		"  -s, --segment NAME   segment to inspect (default: $ARL_SHM, else /arl)\n"
+		"  -s, --segment NAME   segment to use (default: $ARL_SHM, else /arl)\n"
 		"  -j, --json           print one JSON document instead of a table\n"
-		"  -h, --help           show this help\n");
-}
-
-/* Prints a JSON string literal, escaping what JSON requires. */
-static void json_string(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
+		"  -h, --help           show this help\n"
+		"\n"
+		"Exit status:\n"
+		"  0    success\n"
+		"  1    the segment, a bucket or a reservation was not found or could not be\n"
+		"       used; wait-sweep: no sweep before the timeout\n"
+		"  2    invalid command, option, argument or key\n"
+		"  3    drain: the segment was removed while reservations were still live\n"
+		"  75   run: the bucket had no room within --wait\n"
+		"  127  run: the command could not be run\n"
+		"  run otherwise exits with the command's status (128+N when it died of\n"
+		"  signal N); top ends by the signal that stopped it, and an interrupted\n"
+		"  drain exits with 128+N.\n");
 }
 
 static const char *state_name(uint32_t state)
@@ -68,89 +86,69 @@ static double seconds(uint64_t ns)
 	return (double)ns / 1e9;
 }
 
-static int attach_read_only(const struct listing *l, struct arl **arl)
+static int attach_read_only(const struct listing *l, const char *command, struct arl **arl)
 {
-	char error[512] = "";
-	struct arl_attach_options opts;
-	int rc;
-
-	memset(&opts, 0, sizeof(opts));
-	opts.name = l->segment;
-	opts.flags = ARL_ATTACH_READ_ONLY;
-	opts.error = error;
-	opts.error_size = sizeof(error);
-	rc = arl_attach(arl, &opts);
-	if (rc != 0)
-		fprintf(stderr, "arlctl: %s\n", error[0] ? error : arl_strerror(rc));
-	return rc;
+	return arlctl_attach(l->segment, ARL_ATTACH_READ_ONLY, command, arl);
 }
 
-static uint32_t count_live_processes(const struct arl *arl)
+static void print_status_json(const struct arl *arl, uint64_t heartbeat_age_ns)
 {
-	const struct arl_shm_process *procs = arl_impl_processes(arl);
-	uint32_t i, n = 0;
+	const struct arl_shm_header *h = arl->header;
 
-	for (i = 0; i < arl->header->process_capacity; i++)
-		if (arl_load_acquire(&procs[i].state) == ARL_PROCESS_LIVE &&
-		    arl_impl_byte_locked(arl->fd, ARL_PROCESS_LOCK_BASE + i))
-			n++;
-	return n;
+	printf("{\"segment\": ");
+	arlctl_json_string(arl_segment_name(arl));
+	printf(", \"layout_version\": %u, \"size_bytes\": %llu, \"test_clock\": %s, "
+	       "\"bucket_capacity\": %u, \"reservation_capacity\": %u, "
+	       "\"process_capacity\": %u, \"supervisor_pid\": %d, \"supervisor_alive\": %s, "
+	       "\"sweep_count\": %llu, \"heartbeat_age_ns\": %llu, \"draining\": %s, "
+	       "\"live_reservations\": %u, \"live_processes\": %u}\n",
+	       h->layout_version, (unsigned long long)h->segment_size,
+	       (h->flags & ARL_SEG_TEST_CLOCK) ? "true" : "false", h->bucket_capacity,
+	       h->reservation_capacity, h->process_capacity,
+	       (int)arl_load_relaxed(&h->supervisor_pid),
+	       arlctl_supervisor_alive(arl) ? "true" : "false",
+	       (unsigned long long)arl_sweep_count(arl), (unsigned long long)heartbeat_age_ns,
+	       arl_draining(arl) ? "true" : "false", arlctl_count_live_reservations(arl),
+	       arlctl_count_live_processes(arl));
 }
 
-static uint32_t count_live_reservations(const struct arl *arl)
+static void print_status_text(const struct arl *arl, uint64_t heartbeat_age_ns)
 {
-	const struct arl_shm_reservation *slots = arl_impl_reservations(arl);
-	uint32_t i, n = 0;
+	const struct arl_shm_header *h = arl->header;
+	int32_t supervisor = arl_load_relaxed(&h->supervisor_pid);
 
-	for (i = 0; i < arl->header->reservation_capacity; i++)
-		if (arl_impl_res_state(arl_load_acquire(&slots[i].word)) != ARL_RES_FREE)
-			n++;
-	return n;
+	printf("segment:        %s (layout %u, %llu bytes%s)%s\n", arl_segment_name(arl),
+	       h->layout_version, (unsigned long long)h->segment_size,
+	       (h->flags & ARL_SEG_TEST_CLOCK) ? ", test clock" : "",
+	       arl_draining(arl) ? ", DRAINING: new reservations fail" : "");
+	printf("capacities:     %u buckets, %u reservations, %u processes\n", h->bucket_capacity,
+	       h->reservation_capacity, h->process_capacity);
+	if (supervisor && arlctl_supervisor_alive(arl))
+		printf("supervisor:     pid %d, %llu sweeps, last %.1f s ago\n", supervisor,
+		       (unsigned long long)arl_sweep_count(arl), seconds(heartbeat_age_ns));
+	else if (supervisor)
+		printf("supervisor:     not running (pid %d is gone; %llu sweeps so far)\n",
+		       supervisor, (unsigned long long)arl_sweep_count(arl));
+	else
+		printf("supervisor:     not running (%llu sweeps so far)\n",
+		       (unsigned long long)arl_sweep_count(arl));
+	printf("reservations:   %u live\n", arlctl_count_live_reservations(arl));
+	printf("processes:      %u attached\n", arlctl_count_live_processes(arl));
 }
 
 static int cmd_status(const struct listing *l)
 {
 	struct arl *arl;
-	const struct arl_shm_header *h;
-	uint64_t now, beat;
-	int32_t supervisor;
+	uint64_t beat, age;
 
-	if (attach_read_only(l, &arl) != 0)
+	if (attach_read_only(l, "status", &arl) != 0)
 		return 1;
-	h = arl->header;
-	now = arl_now(arl);
-	beat = arl_load_relaxed(&h->supervisor_heartbeat_ns);
-	supervisor = arl_load_relaxed(&h->supervisor_pid);
-	if (l->json) {
-		printf("{\"segment\": ");
-		json_string(arl_segment_name(arl));
-		printf(", \"layout_version\": %u, \"size_bytes\": %llu, \"test_clock\": %s, "
-		       "\"bucket_capacity\": %u, \"reservation_capacity\": %u, "
-		       "\"process_capacity\": %u, \"supervisor_pid\": %d, \"sweep_count\": %llu, "
-		       "\"heartbeat_age_ns\": %llu, \"live_reservations\": %u, "
-		       "\"live_processes\": %u}\n",
-		       h->layout_version, (unsigned long long)h->segment_size,
-		       (h->flags & ARL_SEG_TEST_CLOCK) ? "true" : "false", h->bucket_capacity,
-		       h->reservation_capacity, h->process_capacity, supervisor,
-		       (unsigned long long)arl_sweep_count(arl),
-		       (unsigned long long)(beat ? arl_impl_sat_sub(now, beat) : 0),
-		       count_live_reservations(arl), count_live_processes(arl));
-	} else {
-		printf("segment:        %s (layout %u, %llu bytes%s)\n", arl_segment_name(arl),
-		       h->layout_version, (unsigned long long)h->segment_size,
-		       (h->flags & ARL_SEG_TEST_CLOCK) ? ", test clock" : "");
-		printf("capacities:     %u buckets, %u reservations, %u processes\n",
-		       h->bucket_capacity, h->reservation_capacity, h->process_capacity);
-		if (supervisor)
-			printf("supervisor:     pid %d, %llu sweeps, last %.1f s ago\n", supervisor,
-			       (unsigned long long)arl_sweep_count(arl),
-			       seconds(arl_impl_sat_sub(now, beat)));
-		else
-			printf("supervisor:     not running (%llu sweeps so far)\n",
-			       (unsigned long long)arl_sweep_count(arl));
-		printf("reservations:   %u live\n", count_live_reservations(arl));
-		printf("processes:      %u attached\n", count_live_processes(arl));
-	}
+	beat = arl_load_relaxed(&arl->header->supervisor_heartbeat_ns);
+	age = beat ? arl_impl_sat_sub(arl_now(arl), beat) : 0;
+	if (l->json)
+		print_status_json(arl, age);
+	else
+		print_status_text(arl, age);
 	arl_detach(arl);
 	return 0;
 }
@@ -160,7 +158,7 @@ static void print_bucket_json(const struct arl_bucket_stats *s, bool first)
 	uint32_t i;
 
 	printf("%s{\"name\": ", first ? "" : ", ");
-	json_string(s->name);
+	arlctl_json_string(s->name);
 	printf(", \"inflight\": %u, \"max_inflight\": %u, \"refund\": %s, \"overage\": \"%s\", "
 	       "\"limits\": [",
 	       s->inflight, s->max_inflight, (s->flags & ARL_BUCKET_NO_REFUND) ? "false" : "true",
@@ -177,14 +175,14 @@ static void print_bucket_json(const struct arl_bucket_stats *s, bool first)
 	       "\"waited_ns\": %llu, \"released\": %llu, \"refunded_tokens\": %llu, "
 	       "\"overage_tokens\": %llu, \"fallback_releases\": %llu, \"fallback_tokens\": %llu, "
 	       "\"canceled\": %llu, \"reclaimed_dead\": %llu, \"reclaimed_idle\": %llu, "
-	       "\"errors\": %llu}",
+	       "\"reclaimed_admin\": %llu, \"errors\": %llu, \"waiters\": %u}",
 	       (unsigned long long)s->granted, (unsigned long long)s->granted_tokens,
 	       (unsigned long long)s->rejected, (unsigned long long)s->waited_ns,
 	       (unsigned long long)s->released, (unsigned long long)s->refunded_tokens,
 	       (unsigned long long)s->overage_tokens, (unsigned long long)s->fallback_releases,
 	       (unsigned long long)s->fallback_tokens, (unsigned long long)s->canceled,
 	       (unsigned long long)s->reclaimed_dead, (unsigned long long)s->reclaimed_idle,
-	       (unsigned long long)s->errors);
+	       (unsigned long long)s->reclaimed_admin, (unsigned long long)s->errors, s->queued);
 }
 
 static void print_bucket_text(const struct arl_bucket_stats *s)
@@ -211,8 +209,9 @@ static void print_bucket_text(const struct arl_bucket_stats *s)
 	       (unsigned long long)s->overage_tokens);
 	printf("  fallback   %llu releases keeping %llu tokens\n",
 	       (unsigned long long)s->fallback_releases, (unsigned long long)s->fallback_tokens);
-	printf("  reclaimed  %llu dead owner, %llu idle\n", (unsigned long long)s->reclaimed_dead,
-	       (unsigned long long)s->reclaimed_idle);
+	printf("  reclaimed  %llu dead owner, %llu idle, %llu released by an operator\n",
+	       (unsigned long long)s->reclaimed_dead, (unsigned long long)s->reclaimed_idle,
+	       (unsigned long long)s->reclaimed_admin);
 }
 
 static int cmd_buckets(const struct listing *l)
@@ -222,7 +221,7 @@ static int cmd_buckets(const struct listing *l)
 	bool first = true;
 	uint32_t i;
 
-	if (attach_read_only(l, &arl) != 0)
+	if (attach_read_only(l, "buckets", &arl) != 0)
 		return 1;
 	buckets = arl_impl_buckets(arl);
 	if (l->json)
@@ -290,7 +289,7 @@ static int cmd_reservations(const struct listing *l)
 	bool first = true;
 	uint32_t i;
 
-	if (attach_read_only(l, &arl) != 0)
+	if (attach_read_only(l, "reservations", &arl) != 0)
 		return 1;
 	now = arl_now(arl);
 	if (l->json)
@@ -308,7 +307,7 @@ static int cmd_reservations(const struct listing *l)
 		if (l->json) {
 			printf("%s{\"id\": \"%s\", \"state\": \"%s\", \"bucket\": ", first ? "" : ", ",
 			       id, state_name(v.state));
-			json_string(v.bucket);
+			arlctl_json_string(v.bucket);
 			printf(", \"owner_pid\": %d, \"input_tokens\": %llu, \"output_tokens\": %llu, "
 			       "\"age_ns\": %llu, \"idle_ns\": %llu, \"chunks\": %u, "
 			       "\"request_id\": %llu}",
@@ -359,7 +358,7 @@ static int cmd_wait_sweep(const struct listing *l, int argc, char **argv)
 			}
 		}
 	}
-	if (attach_read_only(l, &arl) != 0)
+	if (attach_read_only(l, "wait-sweep", &arl) != 0)
 		return 1;
 	start = arl_sweep_count(arl);
 	rc = arl_wait_sweep(arl, start + sweeps - 1, timeout_s * 1000000000ull);
@@ -378,7 +377,7 @@ static int cmd_processes(const struct listing *l)
 	bool first = true;
 	uint32_t i;
 
-	if (attach_read_only(l, &arl) != 0)
+	if (attach_read_only(l, "processes", &arl) != 0)
 		return 1;
 	procs = arl_impl_processes(arl);
 	now = arl_now(arl);
@@ -484,15 +483,22 @@ int main(int argc, char **argv)
 	command = argv[i];
 	if (strcmp(command, "sse-usage") == 0)
 		return arlctl_sse_usage(argc - i, argv + i);
+	if (strcmp(command, "parse-headers") == 0)
+		return arlctl_parse_headers(argc - i, argv + i);
 	if (strcmp(command, "run") == 0)
 		return arlctl_run(l.segment, argc - i, argv + i);
 	if (strcmp(command, "wait-sweep") == 0)
 		return cmd_wait_sweep(&l, argc - i, argv + i);
+	if (strcmp(command, "top") == 0)
+		return arlctl_top(l.segment, l.json, argc - i, argv + i);
+	if (arlctl_is_admin_command(command))
+		return arlctl_admin(l.segment, argc - i, argv + i);
 	if (strcmp(command, "status") == 0 || strcmp(command, "buckets") == 0 ||
 	    strcmp(command, "reservations") == 0 || strcmp(command, "processes") == 0)
 		return run_listing(command, argc - i, argv + i, &l);
 	fprintf(stderr, "arlctl: unknown command %s; commands: status, buckets, reservations, "
-			"processes, run, wait-sweep, sse-usage\n",
+			"processes, top, run, wait-sweep, sse-usage, create-bucket, set-limits, "
+			"remove-bucket, release, drain; see arlctl --help\n",
 		command);
 	return 2;
 }

@@ -8,8 +8,8 @@
  *
  *   ARL_STREAM_SSE     server-sent events as the WHATWG HTML standard defines
  *                      them (OpenAI Chat Completions and Responses, Azure
- *                      OpenAI, Anthropic Messages, vLLM, OpenRouter, Gemini
- *                      with alt=sse).
+ *                      OpenAI, Anthropic Messages, vLLM, OpenRouter, Groq,
+ *                      Mistral, Together, Gemini with alt=sse).
  *   ARL_STREAM_NDJSON  one JSON object per line (Ollama's native API).
  *
  * Usage counts as final only after the provider's end marker. The end markers
@@ -19,6 +19,11 @@
  * an Anthropic "message_stop" or "message_delta" with a stop_reason, and an
  * Ollama line with "done": true. Usage seen without an end marker is partial.
  * An error event or a top-level "error" member makes the usage unknown.
+ *
+ * No provider needs to be named: each event's JSON shape determines its dialect
+ * (an Anthropic "type", a Responses "response.*" type, "usage",
+ * "usageMetadata", Ollama's "done"). arl_stream_response_usage() reads the
+ * same providers' usage from a whole body sent without streaming.
  *
  * Memory is bounded: the parser allocates one buffer of max_event_bytes and
  * one jsmn token array at init and never grows them.
@@ -93,7 +98,9 @@ struct arl_stream_usage {
 	bool has_total, has_input, has_output;
 	/*
 	 * Latest values seen, final only when final is set. input_tokens includes
-	 * Anthropic's cache creation and cache read input tokens.
+	 * Anthropic's cache creation and cache read input tokens and Gemini's
+	 * tool-use prompt tokens. output_tokens includes Gemini's thinking tokens
+	 * (OpenAI's completion_tokens already include reasoning tokens).
 	 */
 	uint64_t total_tokens, input_tokens, output_tokens;
 };
@@ -105,18 +112,27 @@ enum arl_stream_field {
 	ARL_STREAM_FIELD_OUTPUT,
 	ARL_STREAM_FIELD_CACHE_CREATION,
 	ARL_STREAM_FIELD_CACHE_READ,
+	/* Gemini's toolUsePromptTokenCount, input not counted in promptTokenCount. */
+	ARL_STREAM_FIELD_TOOL_PROMPT,
+	/* Gemini's thoughtsTokenCount, output not counted in candidatesTokenCount. */
+	ARL_STREAM_FIELD_THOUGHTS,
 	ARL_STREAM_FIELD_COUNT
 };
 
 /* Rule that derives the total from the reported fields. */
 enum arl_stream_dialect {
 	ARL_STREAM_DIALECT_NONE = 0,
-	/* The provider reports the total (OpenAI Chat and Responses, vLLM, Gemini). */
+	/* The provider reports the total (OpenAI Chat and Responses, vLLM, Groq, Mistral). */
 	ARL_STREAM_DIALECT_TOTAL,
 	/* Total = input + cache creation + cache read + output tokens (Anthropic). */
 	ARL_STREAM_DIALECT_ANTHROPIC,
 	/* Total = prompt_eval_count + eval_count, both required (Ollama). */
-	ARL_STREAM_DIALECT_OLLAMA
+	ARL_STREAM_DIALECT_OLLAMA,
+	/*
+	 * The provider reports the total, input includes tool-use prompt tokens
+	 * and output includes thinking tokens (Gemini's usageMetadata).
+	 */
+	ARL_STREAM_DIALECT_GEMINI
 };
 
 /*
@@ -366,6 +382,23 @@ static inline void arl_stream_update_reported(struct arl_stream_parser *p, const
 	arl_stream_update_field(p, js, tokens, count, usage, output_key, ARL_STREAM_FIELD_OUTPUT);
 }
 
+/* Records a Gemini usageMetadata object. */
+static inline void arl_stream_update_gemini(struct arl_stream_parser *p, const char *js,
+					    const jsmntok_t *tokens, int count, int metadata)
+{
+	arl_stream_set_dialect(p, ARL_STREAM_DIALECT_GEMINI);
+	arl_stream_update_field(p, js, tokens, count, metadata, "totalTokenCount",
+				ARL_STREAM_FIELD_TOTAL);
+	arl_stream_update_field(p, js, tokens, count, metadata, "promptTokenCount",
+				ARL_STREAM_FIELD_INPUT);
+	arl_stream_update_field(p, js, tokens, count, metadata, "candidatesTokenCount",
+				ARL_STREAM_FIELD_OUTPUT);
+	arl_stream_update_field(p, js, tokens, count, metadata, "toolUsePromptTokenCount",
+				ARL_STREAM_FIELD_TOOL_PROMPT);
+	arl_stream_update_field(p, js, tokens, count, metadata, "thoughtsTokenCount",
+				ARL_STREAM_FIELD_THOUGHTS);
+}
+
 /*
  * Reports whether array @array is non-empty and every element is an object
  * whose member @key is present and not null.
@@ -424,6 +457,12 @@ static inline void arl_stream_handle_chunk(struct arl_stream_parser *p, const ch
 	int candidates = arl_stream_json_member(js, tokens, count, 0, "candidates");
 	int done = arl_stream_json_member(js, tokens, count, 0, "done");
 
+	/* Groq's own chunks carry the usage in x_groq.usage, on the chunk with the finish reason. */
+	if (usage < 0 || tokens[usage].type != JSMN_OBJECT)
+		usage = arl_stream_json_member(js, tokens, count,
+					       arl_stream_json_member(js, tokens, count, 0, "x_groq"),
+					       "usage");
+
 	if (usage >= 0 && tokens[usage].type == JSMN_OBJECT) {
 		arl_stream_update_reported(p, js, tokens, count, usage, "total_tokens",
 					   "prompt_tokens", "completion_tokens");
@@ -439,8 +478,7 @@ static inline void arl_stream_handle_chunk(struct arl_stream_parser *p, const ch
 	}
 
 	if (metadata >= 0 && tokens[metadata].type == JSMN_OBJECT) {
-		arl_stream_update_reported(p, js, tokens, count, metadata, "totalTokenCount",
-					   "promptTokenCount", "candidatesTokenCount");
+		arl_stream_update_gemini(p, js, tokens, count, metadata);
 		if (arl_stream_all_finished(js, tokens, count, candidates, "finishReason"))
 			p->ended = true;
 	}
@@ -806,6 +844,24 @@ static inline bool arl_stream_add(uint64_t *sum, uint64_t b)
 	return true;
 }
 
+/*
+ * Sums fields @a and @b where known: *@has is set when either is known, and
+ * cleared again if the sum overflows.
+ */
+static inline void arl_stream_sum_known(const struct arl_stream_parser *p, enum arl_stream_field a,
+					enum arl_stream_field b, bool *has, uint64_t *sum)
+{
+	bool has_a = (p->known_fields & (1u << a)) != 0;
+	bool has_b = (p->known_fields & (1u << b)) != 0;
+
+	*sum = has_a ? p->fields[a] : 0;
+	*has = has_a || has_b;
+	if (has_b && !arl_stream_add(sum, p->fields[b])) {
+		*has = false;
+		*sum = 0;
+	}
+}
+
 ARL_STREAM_API void arl_stream_parser_usage(const struct arl_stream_parser *p,
 					    struct arl_stream_usage *out)
 {
@@ -849,6 +905,14 @@ ARL_STREAM_API void arl_stream_parser_usage(const struct arl_stream_parser *p,
 		out->has_input = has_input;
 		out->input_tokens = has_input ? f[ARL_STREAM_FIELD_INPUT] : 0;
 		break;
+	case ARL_STREAM_DIALECT_GEMINI:
+		out->has_total = (known & (1u << ARL_STREAM_FIELD_TOTAL)) != 0;
+		out->total_tokens = out->has_total ? f[ARL_STREAM_FIELD_TOTAL] : 0;
+		arl_stream_sum_known(p, ARL_STREAM_FIELD_INPUT, ARL_STREAM_FIELD_TOOL_PROMPT,
+				     &out->has_input, &out->input_tokens);
+		arl_stream_sum_known(p, ARL_STREAM_FIELD_OUTPUT, ARL_STREAM_FIELD_THOUGHTS,
+				     &out->has_output, &out->output_tokens);
+		break;
 	case ARL_STREAM_DIALECT_NONE:
 		break;
 	}
@@ -864,6 +928,130 @@ ARL_STREAM_API void arl_stream_parser_usage(const struct arl_stream_parser *p,
 	}
 
 	out->final = out->ended && out->has_total && !out->error;
+}
+
+/* ------------------------------------------------------------------------
+ * Whole responses: usage of a body that was not streamed
+ * ------------------------------------------------------------------------ */
+
+/* Handles a Responses API response object ("object": "response"). */
+static inline void arl_stream_handle_response_object(struct arl_stream_parser *p, const char *js,
+						     const jsmntok_t *tokens, int count)
+{
+	int usage = arl_stream_json_member(js, tokens, count, 0, "usage");
+	int status = arl_stream_json_member(js, tokens, count, 0, "status");
+
+	if (usage >= 0 && tokens[usage].type == JSMN_OBJECT)
+		arl_stream_update_reported(p, js, tokens, count, usage, "total_tokens",
+					   "input_tokens", "output_tokens");
+	/* A background response is "queued" or "in_progress" until it ends. */
+	if (status >= 0 && tokens[status].type == JSMN_STRING) {
+		const char *text = js + tokens[status].start;
+		size_t len = (size_t)(tokens[status].end - tokens[status].start);
+
+		if (arl_stream_bytes_equal(text, len, "completed") ||
+		    arl_stream_bytes_equal(text, len, "incomplete"))
+			p->ended = true;
+		else if (arl_stream_bytes_equal(text, len, "failed"))
+			p->error = true;
+	}
+}
+
+/* Interprets a whole response body, already parsed into p->tokens. */
+static inline void arl_stream_handle_body(struct arl_stream_parser *p, const char *js, int count)
+{
+	const jsmntok_t *tokens = p->tokens;
+	int member = arl_stream_json_member(js, tokens, count, 0, "error");
+	int type = arl_stream_json_member(js, tokens, count, 0, "type");
+	int object = arl_stream_json_member(js, tokens, count, 0, "object");
+	int metadata = arl_stream_json_member(js, tokens, count, 0, "usageMetadata");
+	int usage = arl_stream_json_member(js, tokens, count, 0, "usage");
+	int done = arl_stream_json_member(js, tokens, count, 0, "done");
+
+	if (arl_stream_json_present(js, tokens, member) ||
+	    (type >= 0 && tokens[type].type == JSMN_STRING &&
+	     arl_stream_bytes_equal(js + tokens[type].start,
+				    (size_t)(tokens[type].end - tokens[type].start), "error"))) {
+		p->error = true;
+		return;
+	}
+
+	if (type >= 0 && tokens[type].type == JSMN_STRING &&
+	    arl_stream_bytes_equal(js + tokens[type].start,
+				   (size_t)(tokens[type].end - tokens[type].start), "message")) {
+		/* Anthropic Messages: the body is the whole message. */
+		arl_stream_update_anthropic(p, js, tokens, count, usage);
+		p->ended = true;
+	} else if (object >= 0 && tokens[object].type == JSMN_STRING &&
+		   arl_stream_bytes_equal(js + tokens[object].start,
+					  (size_t)(tokens[object].end - tokens[object].start),
+					  "response")) {
+		arl_stream_handle_response_object(p, js, tokens, count);
+	} else if (metadata >= 0 && tokens[metadata].type == JSMN_OBJECT) {
+		arl_stream_update_gemini(p, js, tokens, count, metadata);
+		p->ended = true;
+	} else if (done >= 0 && arl_stream_json_is_literal(js, tokens, done, "true")) {
+		arl_stream_set_dialect(p, ARL_STREAM_DIALECT_OLLAMA);
+		arl_stream_update_field(p, js, tokens, count, 0, "prompt_eval_count",
+					ARL_STREAM_FIELD_INPUT);
+		arl_stream_update_field(p, js, tokens, count, 0, "eval_count",
+					ARL_STREAM_FIELD_OUTPUT);
+		p->ended = true;
+	} else if (usage >= 0 && tokens[usage].type == JSMN_OBJECT) {
+		/* OpenAI Chat Completions and the servers that copy it (vLLM, Groq, Mistral, Together). */
+		arl_stream_update_reported(p, js, tokens, count, usage, "total_tokens",
+					   "prompt_tokens", "completion_tokens");
+		p->ended = true;
+	}
+}
+
+/*
+ * Reads the token usage of a whole JSON response body (a request sent
+ * without streaming): OpenAI Chat Completions and Responses, Anthropic
+ * Messages, Gemini's usageMetadata, Ollama, and OpenAI-compatible servers
+ * such as vLLM. The body must be complete. The usage is final when the body
+ * is one JSON object with usage and no error, and the Responses status is
+ * "completed" or "incomplete". An error body, a cut or non-JSON body, or a
+ * body without usage leaves it unknown, and arl_stream_usage_to_release()
+ * then keeps the reservation's estimate. out->events is 1 for a JSON object.
+ *
+ * The token array is sized for this body and freed before returning.
+ * Returns 0, -EINVAL if @out is NULL or @body is NULL with @len > 0,
+ * -EMSGSIZE if @len exceeds ARL_STREAM_MAX_EVENT_BYTES, or -ENOMEM.
+ */
+ARL_STREAM_API int arl_stream_response_usage(const void *body, size_t len,
+					     struct arl_stream_usage *out)
+{
+	const char *js = (const char *)body;
+	struct arl_stream_parser p;
+	jsmn_parser counter;
+	int needed;
+	int count;
+
+	if (out == NULL || (body == NULL && len > 0))
+		return -EINVAL;
+	memset(&p, 0, sizeof(p));
+	arl_stream_parser_usage(&p, out);
+	if (len > ARL_STREAM_MAX_EVENT_BYTES)
+		return -EMSGSIZE;
+
+	jsmn_init(&counter);
+	needed = len > 0 ? jsmn_parse(&counter, js, len, NULL, 0) : 0;
+	if (needed <= 0)
+		return 0;
+	p.tokens = (jsmntok_t *)malloc((size_t)needed * sizeof(jsmntok_t));
+	if (p.tokens == NULL)
+		return -ENOMEM;
+	p.token_capacity = (unsigned int)needed;
+
+	count = arl_stream_parse_json(&p, js, len);
+	if (count > 0) {
+		p.events = 1;
+		arl_stream_handle_body(&p, js, count);
+	}
+	arl_stream_parser_usage(&p, out);
+	free(p.tokens);
+	return 0;
 }
 
 /* ------------------------------------------------------------------------
