@@ -909,6 +909,17 @@ ARL_API const char *arl_impl_segment_name(const struct arl_attach_options *opts)
  * lock on byte 0 before anything else and keeps it until ready is published,
  * so an attacher can tell a slow creator from a dead one.
  */
+/* Returns true if the shared-memory name still leads to the object of fd. */
+ARL_API bool arl_impl_name_is(const char *name, int fd)
+{
+	char path[ARL_SHM_NAME_MAX + 16];
+	struct stat by_name, mine;
+
+	snprintf(path, sizeof(path), "/dev/shm%s", name);
+	return fstat(fd, &mine) == 0 && stat(path, &by_name) == 0 &&
+	       by_name.st_ino == mine.st_ino && by_name.st_dev == mine.st_dev;
+}
+
 ARL_API int arl_impl_create(const char *name, const struct arl_attach_options *opts, int *fd_out)
 {
 	struct arl_shm_header plan;
@@ -944,6 +955,14 @@ ARL_API int arl_impl_create(const char *name, const struct arl_attach_options *o
 	if (arl_impl_lock_byte(fd, F_OFD_SETLK, F_WRLCK, 0) != 0) {
 		/* A replacer took the new, empty object for a dead creator's
 		 * and will remove it: lose the race and attach afresh. */
+		close(fd);
+		return -EEXIST;
+	}
+	/* Between the open and the lock, another creator may have found the
+	 * new object empty and unlocked, taken it for a dead creator's and
+	 * unlinked the name. Building on an unlinked object would make a
+	 * second, private limiter: check that the name still leads here. */
+	if (!arl_impl_name_is(name, fd)) {
 		close(fd);
 		return -EEXIST;
 	}
@@ -1008,15 +1027,16 @@ ARL_API long long arl_impl_wait_sized(int fd, const char *name,
 {
 	struct timespec pause = {0, 1000000};
 	struct stat st;
-	int tries;
+	int tries, unlocked = 0;
 
-	for (tries = 0; tries < 2000; tries++) {
+	/* A creator opens the object and then locks it: an empty, unlocked
+	 * object is a dead creator's only once it stays so for 100 polls. */
+	for (tries = 0; tries < 2000 && unlocked < 100; tries++) {
 		if (fstat(fd, &st) != 0)
 			return -errno;
 		if ((size_t)st.st_size >= sizeof(struct arl_shm_header))
 			return (long long)st.st_size;
-		if (!arl_impl_byte_locked(fd, 0))
-			break;
+		unlocked = arl_impl_byte_locked(fd, 0) ? 0 : unlocked + 1;
 		nanosleep(&pause, NULL);
 	}
 	return arl_impl_fail(opts, ARL_ENOTREADY,
@@ -1231,7 +1251,7 @@ ARL_API int arl_attach(struct arl **out, const struct arl_attach_options *opts)
 
 	if (!out)
 		return ARL_EINVAL;
-	for (attempt = 0; attempt < 3; attempt++) {
+	for (attempt = 0; attempt < 5; attempt++) {
 		int stale_fd = -1;
 
 		rc = arl_impl_attach_once(out, opts, &stale_fd);
@@ -1319,6 +1339,7 @@ ARL_API int arl_impl_attach_once(struct arl **out, const struct arl_attach_optio
 	arl->process_index = UINT32_MAX;
 	arl_impl_install_fork_handler();
 	arl->fork_epoch = arl_impl_fork_epoch();
+	arl->epoch_seen = *arl->fork_epoch;
 	pthread_mutex_init(&arl->register_lock, NULL);
 	snprintf(arl->name, sizeof(arl->name), "%s", name);
 	*out = arl;
@@ -1418,7 +1439,10 @@ ARL_API int arl_impl_ensure_registered(struct arl *arl)
 		return 0;
 
 	pthread_mutex_lock(&arl->register_lock);
-	if (arl->process_index != UINT32_MAX && arl->epoch_seen != epoch) {
+	/* A child of a fork shares the parent's open file description, and
+	 * with it the parent's locks, whether or not the parent had registered
+	 * yet: it needs a description of its own before it registers. */
+	if (arl->epoch_seen != epoch) {
 		char path[64];
 		int fd;
 
@@ -1742,9 +1766,27 @@ struct arl_impl_view {
  * copy, so an unchanged even seq means the copy is whole. The index names a complete
  * record, so a writer stopped mid-change never makes readers wait.
  */
+/*
+ * Makes a view of a corrupt record refuse every request instead of hanging
+ * or dividing by zero: one request limit that can never fit. Only a segment
+ * written by something other than arl gets here.
+ */
+ARL_API void arl_impl_refuse_all(struct arl_impl_view *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->nlimits = 1;
+	v->limit[0].unit = ARL_UNIT_REQUESTS;
+	v->limit[0].amount = 1;
+	v->limit[0].window_ns = ARL_MAX_WINDOW_NS;
+}
+
 ARL_API void arl_impl_read_config(const struct arl_shm_bucket *b, struct arl_impl_view *v)
 {
-	for (;;) {
+	uint32_t tries;
+
+	/* A writer fills the record not in use, so the one in use is only odd
+	 * in a corrupt segment: give up after many tries rather than spin. */
+	for (tries = 0; tries < (1u << 20); tries++) {
 		/* Acquire pairs with the release store of config_index in
 		 * arl_bucket_set_limits(). */
 		uint32_t index = arl_load_acquire(&b->config_index) & 1u;
@@ -1770,9 +1812,14 @@ ARL_API void arl_impl_read_config(const struct arl_shm_bucket *b, struct arl_imp
 			v->limit[i].tolerance_ns = arl_load_acquire(&l->tolerance_ns);
 		}
 		if (!(seq & 1u) && arl_load_relaxed(&rec->seq) == seq &&
-		    (arl_load_relaxed(&b->config_index) & 1u) == index)
+		    (arl_load_relaxed(&b->config_index) & 1u) == index) {
+			for (i = 0; i < v->nlimits; i++)
+				if (v->limit[i].amount == 0 || v->limit[i].window_ns == 0)
+					arl_impl_refuse_all(v);
 			return;
+		}
 	}
+	arl_impl_refuse_all(v);
 }
 
 /*
@@ -2142,8 +2189,9 @@ ARL_API void arl_impl_wake_chain(const struct arl_impl_chain *chain)
 			arl_impl_wake_bucket(chain->bucket[c]);
 }
 
-/* Frees a slot: a new generation, no owner. Then drops the owner's count. */
-ARL_API void arl_impl_free_slot(struct arl *arl, struct arl_shm_reservation *r, uint64_t word)
+/* Frees a slot: a new generation, no owner. Then drops the owner's count.
+ * Returns false when the word was no longer `word` (someone else freed it). */
+ARL_API bool arl_impl_free_slot(struct arl *arl, struct arl_shm_reservation *r, uint64_t word)
 {
 	uint32_t owner = arl_impl_res_owner(word);
 	uint64_t expected = word;
@@ -2160,9 +2208,10 @@ ARL_API void arl_impl_free_slot(struct arl *arl, struct arl_shm_reservation *r, 
 	if (!arl_cas(&r->word, &expected,
 		     arl_impl_res_word(arl_impl_res_gen(word) + 1, ARL_RES_FREE, 0),
 		     __ATOMIC_RELEASE))
-		return;
+		return false;
 	if (owner != 0 && owner <= arl->header->process_capacity)
 		arl_sub_relaxed(&arl_impl_processes(arl)[owner - 1].live_reservations, 1);
+	return true;
 }
 
 /* Claims a free slot for this process. Returns its index or UINT32_MAX. */
@@ -2171,7 +2220,9 @@ ARL_API uint32_t arl_impl_claim_slot(struct arl *arl, uint64_t *word_out)
 	struct arl_shm_reservation *slots = arl_impl_reservations(arl);
 	uint32_t cap = arl->header->reservation_capacity;
 	uint32_t owner = arl->process_index + 1;
-	uint32_t start = __atomic_fetch_add(&arl->next_slot, 1, __ATOMIC_RELAXED);
+	/* Not an atomic increment: threads racing here at worst start at the
+	 * same slot, and one of them loses a CAS. */
+	uint32_t start = __atomic_load_n(&arl->next_slot, __ATOMIC_RELAXED);
 	uint32_t i;
 
 	/* Counted before the claim, so the count never misses a slot that
@@ -2188,6 +2239,7 @@ ARL_API uint32_t arl_impl_claim_slot(struct arl *arl, uint64_t *word_out)
 		claimed = arl_impl_res_word(arl_impl_res_gen(word), ARL_RES_CLAIMED, owner);
 		/* Acquire pairs with the release in arl_impl_free_slot(). */
 		if (arl_cas(&r->word, &word, claimed, __ATOMIC_ACQUIRE)) {
+			__atomic_store_n(&arl->next_slot, index + 1, __ATOMIC_RELAXED);
 			*word_out = claimed;
 			return index;
 		}
@@ -2272,9 +2324,11 @@ ARL_API int arl_impl_charge_one(struct arl_shm_reservation *r, uint32_t c,
 		cap = 1;
 	if (!arl_impl_inflight_take(b, cap))
 		return 1;
-	/* Relaxed: whoever reads the marks later acquires them through the
-	 * slot word (COMMITTED, or the CAS that takes a dead owner's slot). */
-	__atomic_fetch_or(&r->marks, ARL_MARK_INFLIGHT(c), __ATOMIC_RELAXED);
+	/* Relaxed, and no read-modify-write: only the owner writes the marks
+	 * while the slot is CLAIMED, and whoever reads them later acquires them
+	 * through the slot word (COMMITTED, or the CAS that takes a dead
+	 * owner's slot). */
+	arl_store_relaxed(&r->marks, arl_load_relaxed(&r->marks) | ARL_MARK_INFLIGHT(c));
 	ARL_FAULT_POINT("reserve_after_inflight");
 	for (i = 0; i < v->nlimits; i++) {
 		const struct arl_shm_limit_config *l = &v->limit[i];
@@ -2282,7 +2336,7 @@ ARL_API int arl_impl_charge_one(struct arl_shm_reservation *r, uint32_t c,
 
 		if (arl_impl_limit_take(&b->limits[i], cost, l->tolerance_ns, now, &unused) != 0)
 			return ARL_EAGAIN;
-		__atomic_fetch_or(&r->marks, ARL_MARK_LIMIT(c, i), __ATOMIC_RELAXED);
+		arl_store_relaxed(&r->marks, arl_load_relaxed(&r->marks) | ARL_MARK_LIMIT(c, i));
 		ARL_FAULT_POINT("reserve_mid_charge");
 	}
 	return 0;

@@ -9,6 +9,7 @@
 #include <signal.h>
 
 #include "config.h"
+#include "state.h"
 #include "log.h"
 #include "metrics.h"
 #include "sweep.h"
@@ -175,18 +176,33 @@ static bool segment_replaced(const struct arl *arl)
 	return by_name.st_ino != mapped.st_ino || by_name.st_dev != mapped.st_dev;
 }
 
-/* Waits one sweep interval, or less when a signal arrives. Returns true
- * when SIGHUP asked for a reload; a stop signal sets stop_signal. */
-static bool sleep_interval(uint64_t ns)
-{
-	struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
-	int sig = sigtimedwait(&stop_signals, NULL, &ts);
+/* The sweeper thread, and how the main thread stops it. */
+struct sweeper {
+	struct arl *arl;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake; /* on CLOCK_MONOTONIC */
+	bool stop;
+};
 
-	if (sig == SIGHUP)
-		return true;
-	if (sig > 0)
-		stop_signal = sig;
-	return false;
+/* Waits one sweep interval, or until the main thread asks to stop. Returns
+ * true when the sweeper must stop. */
+static bool sweeper_wait(struct sweeper *sw, uint64_t ns)
+{
+	struct timespec at;
+	uint64_t deadline;
+	bool stop;
+
+	clock_gettime(CLOCK_MONOTONIC, &at);
+	deadline = (uint64_t)at.tv_sec * 1000000000ull + (uint64_t)at.tv_nsec + ns;
+	at.tv_sec = (time_t)(deadline / 1000000000ull);
+	at.tv_nsec = (long)(deadline % 1000000000ull);
+	pthread_mutex_lock(&sw->lock);
+	while (!sw->stop && pthread_cond_timedwait(&sw->wake, &sw->lock, &at) == 0)
+		;
+	stop = sw->stop;
+	pthread_mutex_unlock(&sw->lock);
+	return stop;
 }
 
 /* Applies one bucket of a reloaded configuration: creates it, or changes a
@@ -245,12 +261,15 @@ static void warn_unlisted_buckets(struct arl *arl, const struct arld_config *fre
 /*
  * Re-reads the configuration file on SIGHUP. Buckets get the file's limits
  * (the tokens each limit owes are kept), new buckets are created, and the
- * sweep interval and TTL change. The segment's name and capacities cannot.
- * A file that does not load leaves everything as it was.
+ * sweep interval and TTL change: the new state is published under RCU, so
+ * the sweeper and the metrics server switch to it without a lock. The
+ * segment's name and capacities cannot change. A file that does not load
+ * leaves everything as it was.
  */
-static void reload(struct arl *arl, struct arld_config *config, const char *path)
+static void reload(struct arl *arl, const char *path, uint64_t *reloads)
 {
 	struct arld_config fresh;
+	struct arld_state *state;
 	char error[768];
 	uint32_t i;
 
@@ -268,46 +287,111 @@ static void reload(struct arl *arl, struct arld_config *config, const char *path
 	for (i = 0; i < fresh.nbuckets; i++)
 		reload_bucket(arl, &fresh.buckets[i]);
 	warn_unlisted_buckets(arl, &fresh);
-	config->sweep_interval_ns = fresh.sweep_interval_ns;
-	config->reservation_ttl_ns = fresh.reservation_ttl_ns;
+	state = arld_state_build(arl, &fresh, *reloads + 1);
+	if (!state) {
+		arl_log(ARL_LOG_ERROR, "reload: out of memory; the sweep interval and TTL are kept");
+		arld_config_free(&fresh);
+		return;
+	}
+	arld_state_publish(state);
+	(*reloads)++;
 	arl_log(ARL_LOG_INFO, "reloaded %s (buckets: %u, sweep every %.3f s, reservation_ttl %.0f s)",
 		path, fresh.nbuckets, (double)fresh.sweep_interval_ns / 1e9,
 		(double)fresh.reservation_ttl_ns / 1e9);
 	arld_config_free(&fresh);
 }
 
-static void sweep_loop(struct arl *arl, struct arld_config *config, const char *path)
+/* Reads the sweep interval and TTL in force, under RCU. */
+static void current_timing(uint64_t *interval_ns, uint64_t *ttl_ns)
 {
+	const struct arld_state *s;
+
+	arld_state_read_lock();
+	s = arld_state_current();
+	*interval_ns = s->sweep_interval_ns;
+	*ttl_ns = s->reservation_ttl_ns;
+	arld_state_read_unlock();
+}
+
+static void *sweeper_main(void *arg)
+{
+	struct sweeper *sw = arg;
 	struct arl_sweep_options options = {0, log_reclaim, log_anomaly, NULL};
 	bool replaced_logged = false;
+	uint64_t interval;
 
-	while (!stop_signal) {
+	do {
 		struct arl_sweep_result result;
 
 		/* Reclaim what dead and idle clients left. */
-		options.reservation_ttl_ns = config->reservation_ttl_ns;
-		if (arl_sweep(arl, &options, &result) != 0)
+		current_timing(&interval, &options.reservation_ttl_ns);
+		if (arl_sweep(sw->arl, &options, &result) != 0)
 			arl_log(ARL_LOG_ERROR, "sweep failed: out of memory");
 
 		/* Publish the sweep, so waiters on the sweep counter wake. */
-		arl_sweep_publish(arl);
+		arl_sweep_publish(sw->arl);
 		if (result.processes_cleared)
 			arl_log(ARL_LOG_DEBUG, "freed %u dead process entries",
 				result.processes_cleared);
+		if (result.buckets_recycled)
+			arl_log(ARL_LOG_INFO, "%u removed bucket slots are free for reuse",
+				result.buckets_recycled);
 
 		/* Warn once if the name no longer leads to this segment. */
-		if (segment_replaced(arl) && !replaced_logged) {
+		if (segment_replaced(sw->arl) && !replaced_logged) {
 			arl_log(ARL_LOG_ERROR,
 				"/dev/shm%s was removed or replaced under live processes (systemd "
 				"RemoveIPC does this at logout); new clients cannot reach this "
 				"limiter; restart arld and the clients",
-				arl_segment_name(arl));
+				arl_segment_name(sw->arl));
 			replaced_logged = true;
 		}
+	} while (!sweeper_wait(sw, interval));
+	return NULL;
+}
 
-		/* Sleep until the next sweep, reloading on SIGHUP. */
-		if (sleep_interval(config->sweep_interval_ns))
-			reload(arl, config, path);
+static int start_sweeper(struct sweeper *sw, struct arl *arl)
+{
+	pthread_condattr_t attr;
+	int rc;
+
+	sw->arl = arl;
+	sw->stop = false;
+	pthread_mutex_init(&sw->lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&sw->wake, &attr);
+	pthread_condattr_destroy(&attr);
+	rc = pthread_create(&sw->thread, NULL, sweeper_main, sw);
+	if (rc != 0)
+		arl_log(ARL_LOG_ERROR, "cannot start the sweeper thread: %s", strerror(rc));
+	return rc == 0 ? 0 : -1;
+}
+
+static void stop_sweeper(struct sweeper *sw)
+{
+	pthread_mutex_lock(&sw->lock);
+	sw->stop = true;
+	pthread_cond_signal(&sw->wake);
+	pthread_mutex_unlock(&sw->lock);
+	pthread_join(sw->thread, NULL);
+	pthread_cond_destroy(&sw->wake);
+	pthread_mutex_destroy(&sw->lock);
+}
+
+/* The main thread's loop: waits for signals; reloads on SIGHUP, returns on
+ * SIGTERM or SIGINT. */
+static void serve_signals(struct arl *arl, const char *path)
+{
+	uint64_t reloads = 0;
+
+	while (!stop_signal) {
+		int sig = sigwaitinfo(&stop_signals, NULL);
+
+		if (sig == SIGHUP)
+			reload(arl, path, &reloads);
+		else if (sig > 0)
+			stop_signal = sig;
 	}
 }
 
@@ -431,6 +515,8 @@ int main(int argc, char **argv)
 	const char *config_path = NULL, *segment = NULL, *check_path = NULL;
 	const char *metrics_endpoint = DEFAULT_METRICS;
 	struct arl_metrics_server *metrics = NULL;
+	struct arld_state *state;
+	struct sweeper sweeper;
 	struct arld_config config;
 	struct arl *arl;
 	char error[768];
@@ -501,14 +587,26 @@ int main(int argc, char **argv)
 		arl_detach(arl);
 		return 1;
 	}
+	state = arld_state_build(arl, &config, 0);
+	if (!state) {
+		arl_log(ARL_LOG_ERROR, "out of memory");
+		arl_metrics_stop(metrics);
+		arl_detach(arl);
+		return 1;
+	}
+	arld_state_publish(state);
 	arl_store_relaxed(&arl->header->supervisor_pid, (int32_t)getpid());
 	arl_log(ARL_LOG_INFO, "started on segment %s (buckets: %u, sweep every %.3f s, "
 			      "reservation_ttl %.0f s)",
 		config.segment, config.nbuckets, (double)config.sweep_interval_ns / 1e9,
 		(double)config.reservation_ttl_ns / 1e9);
 
-	sweep_loop(arl, &config, config_path);
+	if (start_sweeper(&sweeper, arl) == 0) {
+		serve_signals(arl, config_path);
+		stop_sweeper(&sweeper);
+	}
 	arl_metrics_stop(metrics);
+	arld_state_shutdown();
 
 	arl_store_relaxed(&arl->header->supervisor_pid, 0);
 	if (segment_replaced(arl))
@@ -517,6 +615,7 @@ int main(int argc, char **argv)
 	else
 		arl_log(ARL_LOG_INFO, "stopping on signal %d; segment %s left in place",
 			(int)stop_signal, config.segment);
+	arl_log_flush();
 	arl_detach(arl);
 	arld_config_free(&config);
 	return 0;

@@ -40,27 +40,88 @@ static int syslog_priority(enum arl_log_level level)
 	return priorities[level];
 }
 
-void arl_log_write(enum arl_log_level level, const char *fmt, ...)
+/*
+ * Repeats: a message identical to the previous one is printed at most
+ * REPEAT_BURST times in a row within REPEAT_WINDOW_S seconds; the rest are
+ * counted, and the count is printed when another message comes or the
+ * window ends. A client that fails the same way every sweep thus costs a
+ * few lines a minute, not one per second.
+ */
+#define REPEAT_BURST 3
+#define REPEAT_WINDOW_S 60
+
+static struct {
+	char text[1024];
+	enum arl_log_level level;
+	unsigned count;	     /* times in a row, printed or not */
+	time_t window_start; /* when the first of them was printed */
+} last;
+
+static void emit(enum arl_log_level level, const char *message)
 {
-	char message[1024], stamp[32];
+	char stamp[32];
 	struct timespec ts;
 	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	fprintf(stderr, "%s.%03ldZ %s[%d] %s: %s\n", stamp, ts.tv_nsec / 1000000,
+		program_invocation_short_name, (int)getpid(), level_names[level], message);
+	fflush(stderr);
+	if (use_syslog)
+		syslog(syslog_priority(level), "%s", message);
+}
+
+/* Prints how many repeats were held back, if any. Caller holds log_lock. */
+static void flush_repeats(void)
+{
+	char note[96];
+
+	if (last.count <= REPEAT_BURST)
+		return;
+	snprintf(note, sizeof(note), "the previous message was repeated %u more times",
+		 last.count - REPEAT_BURST);
+	emit(last.level, note);
+}
+
+/* Returns true when the message is a held-back repeat. Caller holds log_lock. */
+static bool repeated(enum arl_log_level level, const char *message, time_t now)
+{
+	if (level == last.level && strcmp(message, last.text) == 0 &&
+	    now - last.window_start < REPEAT_WINDOW_S) {
+		last.count++;
+		return last.count > REPEAT_BURST;
+	}
+	flush_repeats();
+	snprintf(last.text, sizeof(last.text), "%s", message);
+	last.level = level;
+	last.count = 1;
+	last.window_start = now;
+	return false;
+}
+
+void arl_log_write(enum arl_log_level level, const char *fmt, ...)
+{
+	char message[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(message, sizeof(message), fmt, ap);
 	va_end(ap);
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-
-	/* One fprintf per line, under a lock, so lines from threads never mix. */
+	/* One line at a time, under a lock, so lines from threads never mix. */
 	pthread_mutex_lock(&log_lock);
-	fprintf(stderr, "%s.%03ldZ %s[%d] %s: %s\n", stamp, ts.tv_nsec / 1000000,
-		program_invocation_short_name, (int)getpid(), level_names[level], message);
-	fflush(stderr);
+	if (!repeated(level, message, time(NULL)))
+		emit(level, message);
 	pthread_mutex_unlock(&log_lock);
-	if (use_syslog)
-		syslog(syslog_priority(level), "%s", message);
+}
+
+void arl_log_flush(void)
+{
+	pthread_mutex_lock(&log_lock);
+	flush_repeats();
+	last.count = 0;
+	last.text[0] = '\0';
+	pthread_mutex_unlock(&log_lock);
 }

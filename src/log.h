@@ -22,8 +22,14 @@ int arl_log_parse_level(const char *name);
 /* Sends messages to syslog as well, under the given identity. */
 void arl_log_use_syslog(const char *ident);
 
+/* Writes one line. A message identical to the previous one is printed at
+ * most three times a minute; the others are counted and the count printed
+ * with the next different message. */
 void arl_log_write(enum arl_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/* Prints the count of repeats held back, if any (arld calls it at exit). */
+void arl_log_flush(void);
 
 #define arl_log(level, ...)                                                                        \
 	do {                                                                                       \

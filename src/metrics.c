@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "metrics.h"
+#include "state.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -102,6 +103,8 @@ static const struct series bucket_series[] = {
 	       "Reserve calls that failed for a reason other than a limit."),
 	SERIES("arl_inflight_repaired_total", "counter", inflight_repaired,
 	       "In-flight counts reset by the sweeper after a client died mid-release."),
+	SERIES("arl_provider_429_total", "counter", provider_429s,
+	       "429 responses clients reported with arl_bucket_observe()."),
 };
 
 static uint64_t field_of(const struct arl_bucket_stats *s, size_t offset)
@@ -203,7 +206,60 @@ static void render_reclaims(struct text *t, const struct arl_bucket_stats *all, 
 		append(t, ",reason=\"owner_died\"} %llu\n", (unsigned long long)all[i].reclaimed_dead);
 		sample_start(t, "arl_reclaimed_total", all[i].name);
 		append(t, ",reason=\"idle\"} %llu\n", (unsigned long long)all[i].reclaimed_idle);
+		sample_start(t, "arl_reclaimed_total", all[i].name);
+		append(t, ",reason=\"admin\"} %llu\n", (unsigned long long)all[i].reclaimed_admin);
 	}
+}
+
+/* Seconds until a provider's 429 stops blocking each bucket (0: none). */
+static void render_blocked(struct text *t, const struct arl *arl,
+			   const struct arl_bucket_stats *all, int n)
+{
+	uint64_t now = arl_now(arl);
+	int i;
+
+	append(t, "# HELP arl_blocked_seconds Time left until a provider's 429 stops blocking "
+		  "the bucket.\n# TYPE arl_blocked_seconds gauge\n");
+	for (i = 0; i < n; i++) {
+		uint64_t until = all[i].blocked_until_ns;
+
+		sample_start(t, "arl_blocked_seconds", all[i].name);
+		append(t, "} %.3f\n", until > now ? (double)(until - now) / 1e9 : 0.0);
+	}
+}
+
+/*
+ * arld's configuration in force, read under RCU while a SIGHUP may replace
+ * it: no lock, and the state stays valid until the read-side section ends.
+ */
+static void render_config(struct text *t)
+{
+	const struct arld_state *s;
+	uint32_t i;
+
+	arld_state_read_lock();
+	s = arld_state_current();
+	if (s) {
+		append(t, "# HELP arl_config_reloads_total Configuration reloads applied (SIGHUP).\n"
+			  "# TYPE arl_config_reloads_total counter\narl_config_reloads_total %llu\n",
+		       (unsigned long long)s->reloads);
+		append(t, "# HELP arl_config_sweep_interval_seconds Time between sweeps.\n"
+			  "# TYPE arl_config_sweep_interval_seconds gauge\n"
+			  "arl_config_sweep_interval_seconds %.3f\n",
+		       (double)s->sweep_interval_ns / 1e9);
+		append(t, "# HELP arl_config_reservation_ttl_seconds Idle time after which a "
+			  "reservation is reclaimed.\n"
+			  "# TYPE arl_config_reservation_ttl_seconds gauge\n"
+			  "arl_config_reservation_ttl_seconds %.3f\n",
+		       (double)s->reservation_ttl_ns / 1e9);
+		append(t, "# HELP arl_bucket_configured Buckets the configuration file names.\n"
+			  "# TYPE arl_bucket_configured gauge\n");
+		for (i = 0; i < s->nbuckets; i++) {
+			sample_start(t, "arl_bucket_configured", s->buckets[i].name);
+			append(t, "} 1\n");
+		}
+	}
+	arld_state_read_unlock();
 }
 
 char *arl_metrics_render(const struct arl *arl)
@@ -221,7 +277,9 @@ char *arl_metrics_render(const struct arl *arl)
 	for (i = 0; i < sizeof(bucket_series) / sizeof(bucket_series[0]); i++)
 		render_series(&t, all, n, &bucket_series[i]);
 	render_reclaims(&t, all, n);
+	render_blocked(&t, arl, all, n);
 	render_limits(&t, all, n);
+	render_config(&t);
 	free(all);
 	if (t.failed) {
 		free(t.data);

@@ -78,6 +78,14 @@ static void finish_reclaim(struct arl *arl, struct arl_shm_reservation *r, uint6
 	arl_impl_resolve_chain(arl, r, &chain);
 	arl_impl_give_back(r, &chain, old_state == ARL_RES_CLAIMED ? ~0u : ARL_MARKS_INFLIGHT,
 			   arl_now(arl));
+	ARL_FAULT_POINT("sweep_before_free");
+
+	/* Only the sweeper whose CAS frees the slot counts the reclaim: one
+	 * killed before the free leaves the counting to the one that takes
+	 * the slot over, so a reclaim is never counted twice.
+	 * NOTE: a sweeper killed between the free and the counts loses them. */
+	if (!arl_impl_free_slot(arl, r, word))
+		return;
 	for (c = 0; c < chain.n; c++) {
 		struct arl_shm_bucket *b = chain.bucket[c];
 
@@ -89,8 +97,6 @@ static void finish_reclaim(struct arl *arl, struct arl_shm_reservation *r, uint6
 		}
 		arl_add_relaxed(reason_counter(b, reason), 1);
 	}
-	ARL_FAULT_POINT("sweep_before_free");
-	arl_impl_free_slot(arl, r, word);
 	arl_impl_wake_chain(&chain);
 }
 

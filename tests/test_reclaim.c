@@ -7,6 +7,7 @@
  * with generous ceilings, never on a fixed sleep.
  */
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -363,18 +364,87 @@ START_TEST(sighup_applies_new_limits)
 		   "max_inflight = 4\n",
 		sup.segment);
 	fclose(f);
-	count = arl_sweep_count(arl);
 	kill(sup.pid, SIGHUP);
-	/* arld reloads before its next sweep: wait for two. */
-	ck_assert_int_eq(arl_wait_sweep(arl, count + 1, WAIT_CEILING_NS), 0);
-
-	ck_assert_uint_eq(test_stats(arl, b).limits[1].amount, 20000);
+	/* arld's main thread reloads while the sweeper runs: wait, a sweep at a
+	 * time, until the new limit is there. */
+	for (count = arl_sweep_count(arl); test_stats(arl, b).limits[1].amount != 20000; count++)
+		ck_assert_int_eq(arl_wait_sweep(arl, count, WAIT_CEILING_NS), 0);
 	/* The 4000 tokens owed are kept: 16000 of the new 20000 are free, plus
 	 * at most what refilled since the reservation at the new rate. */
 	refill_bound = (arl_impl_monotonic_ns() - reserved_at) * 20000 / MINUTE_NS + 1;
 	ck_assert_uint_ge(test_stats(arl, b).limits[1].available, 16000);
 	ck_assert_uint_le(test_stats(arl, b).limits[1].available, 16000 + refill_bound);
 	ck_assert_int_eq(arl_release(arl, &res, NULL), 0);
+	stop_arld(&sup, arl);
+}
+END_TEST
+
+/* Writes the test config with a given sweep interval and token limit. */
+static void write_config(const struct supervisor *sup, unsigned interval_ms, unsigned tpm)
+{
+	FILE *f = fopen(sup->config, "w");
+
+	ck_assert(f != NULL);
+	fprintf(f, "[arld]\nsegment = %s\nsweep_interval = %ums\nreservation_ttl = 300s\n"
+		   "[bucket:work]\nrequests_per_minute = 100\ntokens_per_minute = %u\n"
+		   "max_inflight = 4\n",
+		sup->segment, interval_ms, tpm);
+	fclose(f);
+}
+
+static int scraping; /* atomic: the test thread stops the scraper */
+
+static void *scrape_loop(void *arg)
+{
+	static char buf[65536];
+	unsigned port = *(unsigned *)arg;
+
+	while (__atomic_load_n(&scraping, __ATOMIC_ACQUIRE))
+		check_exposition(fetch_metrics(port, buf, sizeof(buf)));
+	return NULL;
+}
+
+/*
+ * Reloads while the metrics thread renders and the sweeper sweeps: both read
+ * arld's state under RCU as the main thread replaces it. Under TSan, arld
+ * stops at the first race report, which fails the test.
+ */
+START_TEST(sighup_while_metrics_and_sweeper_read)
+{
+	static char buf[65536];
+	struct supervisor sup;
+	char endpoint[32];
+	unsigned port = free_port();
+	pthread_t scraper;
+	struct arl *arl;
+	struct arl_bucket b;
+	unsigned i;
+
+	snprintf(endpoint, sizeof(endpoint), "127.0.0.1:%u", port);
+	arl = start_arld_with(&sup, "rcu", "300s", endpoint);
+	ck_assert_int_eq(arl_bucket_find(arl, "work", &b), 0);
+	__atomic_store_n(&scraping, 1, __ATOMIC_RELEASE);
+	ck_assert_int_eq(pthread_create(&scraper, NULL, scrape_loop, &port), 0);
+	for (i = 1; i <= 20; i++) {
+		const char *text;
+		uint64_t deadline = arl_impl_monotonic_ns() + WAIT_CEILING_NS;
+
+		write_config(&sup, 50 + i, 10000 + i);
+		kill(sup.pid, SIGHUP);
+		/* The reload is done once the metrics report it. */
+		for (;;) {
+			text = fetch_metrics(port, buf, sizeof(buf));
+			if (sample(text, "\narl_config_reloads_total ") == i)
+				break;
+			ck_assert_msg(arl_impl_monotonic_ns() < deadline, "reload %u never applied", i);
+			usleep(1000);
+		}
+		ck_assert_msg(strstr(text, "arl_config_sweep_interval_seconds 0.0") != NULL,
+			      "no sweep interval in the metrics");
+		ck_assert_uint_eq(test_stats(arl, b).limits[1].amount, 10000 + i);
+	}
+	__atomic_store_n(&scraping, 0, __ATOMIC_RELEASE);
+	pthread_join(scraper, NULL);
 	stop_arld(&sup, arl);
 }
 END_TEST
@@ -413,6 +483,7 @@ int main(void)
 	tcase_add_test(tc, metrics_match_segment);
 	tcase_add_test(tc, second_arld_refused);
 	tcase_add_test(tc, sighup_applies_new_limits);
+	tcase_add_test(tc, sighup_while_metrics_and_sweeper_read);
 	suite_add_tcase(suite, tc);
 	return test_run(suite);
 }

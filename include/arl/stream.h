@@ -1074,23 +1074,31 @@ struct arl_stream_tracker {
  * usage is unknown and carries the latest partial total, which a release
  * charges if it exceeds the reservation.
  */
+/* A stream can claim any 64-bit count; arl_release() takes at most
+ * ARL_MAX_TOKENS, so a larger claim is charged as that much, never
+ * refused (a refused release would leave the reservation in flight). */
+ARL_STREAM_API uint64_t arl_stream_clamp_tokens(uint64_t n)
+{
+	return n > ARL_MAX_TOKENS ? ARL_MAX_TOKENS : n;
+}
+
 ARL_STREAM_API void arl_stream_usage_to_release(const struct arl_stream_usage *seen,
 						struct arl_usage *out)
 {
 	memset(out, 0, sizeof(*out));
 	if (seen->final && seen->has_total) {
 		out->flags = ARL_USAGE_TOTAL;
-		out->total_tokens = seen->total_tokens;
+		out->total_tokens = arl_stream_clamp_tokens(seen->total_tokens);
 		if (seen->has_input && seen->has_output) {
 			out->flags |= ARL_USAGE_SPLIT;
-			out->input_tokens = seen->input_tokens;
-			out->output_tokens = seen->output_tokens;
+			out->input_tokens = arl_stream_clamp_tokens(seen->input_tokens);
+			out->output_tokens = arl_stream_clamp_tokens(seen->output_tokens);
 		}
 		return;
 	}
 	if (seen->has_total && !seen->error) {
 		out->flags = ARL_USAGE_PARTIAL;
-		out->partial_tokens = seen->total_tokens;
+		out->partial_tokens = arl_stream_clamp_tokens(seen->total_tokens);
 	}
 }
 
@@ -1153,6 +1161,7 @@ ARL_STREAM_API int arl_stream_tracker_release(struct arl_stream_tracker *t)
 	arl_stream_parser_finish(&t->parser);
 	arl_stream_parser_usage(&t->parser, &t->last_usage);
 	arl_stream_usage_to_release(&t->last_usage, &usage);
+	ARL_FAULT_POINT("tracker_before_release");
 	t->release_result = arl_release(t->arl, &t->reservation, &usage);
 	t->released = true;
 	return t->release_result;
