@@ -1,24 +1,34 @@
 /*
- * arl-mock-provider: a mock OpenAI-compatible Chat Completions provider that
- * enforces a requests-per-minute and a tokens-per-minute quota the way a real
- * provider does, so that arl's end-to-end demo and tests can check that
- * clients sharing one arl limiter never exceed the quota. It listens on a
- * loopback address only.
+ * arl-mock-provider: a mock LLM provider that enforces a requests-per-minute
+ * and a tokens-per-minute quota the way a real provider does, so that arl's
+ * end-to-end demo and tests can check that clients sharing one arl limiter
+ * never exceed the quota. It listens on a loopback address only.
  *
- * Endpoints:
- *   POST /v1/chat/completions  takes a Chat Completions request (model,
- *                              messages, max_tokens or max_completion_tokens,
- *                              stream, stream_options.include_usage) and
- *                              returns a chat.completion object or a
- *                              server-sent event stream of
- *                              chat.completion.chunk objects.
- *   GET  /stats                returns the counters as one JSON object (see
- *                              struct provider_stats). The server prints the
- *                              same line on standard output when SIGTERM or
- *                              SIGINT stops it.
+ * It speaks one of two APIs, chosen by --style:
+ *   openai     POST /v1/chat/completions takes a Chat Completions request
+ *              (model, messages, max_tokens or max_completion_tokens, stream,
+ *              stream_options.include_usage) and returns a chat.completion
+ *              object or a server-sent event stream of chat.completion.chunk
+ *              objects. Rate-limit headers: x-ratelimit-{limit,remaining,
+ *              reset}-{requests,tokens}, resets as durations ("6m0s").
+ *   anthropic  POST /v1/messages takes a Messages request (model, system,
+ *              messages, max_tokens, stream) and returns a message object or
+ *              a stream of message_start, content_block_start, ping,
+ *              content_block_delta, content_block_stop, message_delta (with
+ *              usage) and message_stop events. Rate-limit headers:
+ *              anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset},
+ *              resets as RFC 3339 times, beside a Date header.
+ * Both styles serve:
+ *   GET  /stats     the counters as one JSON object (see struct
+ *                   provider_stats). The server prints the same line on
+ *                   standard output when SIGTERM or SIGINT stops it.
+ *   GET  /requests  one record per API request: when it arrived, its status,
+ *                   and the client's x-demo-granted-at-us header, so that a
+ *                   test can tell which requests reached the provider when.
  *
  * Token accounting, deterministic for a given seed and order of arrival:
- *   prompt_tokens     = sum over messages of (ceil(content_bytes / 4) + 4)
+ *   prompt_tokens     = sum over messages, and the Messages API's system
+ *                       prompt, of (ceil(content_bytes / 4) + 4)
  *   completion_tokens = uniform integer in [max(1, max_tokens / 4), max_tokens]
  *   total_tokens      = prompt_tokens + completion_tokens
  * content_bytes is the UTF-8 length of a message's content after JSON
@@ -34,10 +44,16 @@
  * limit / 60 s, measured on CLOCK_MONOTONIC. A request is admitted only if one
  * request and its total_tokens both fit at arrival, and then both buckets are
  * charged. Otherwise the response is 429 with retry-after (whole seconds,
- * rounded up) and retry-after-ms. A request whose total_tokens exceeds the
- * tokens limit also gets 429, but without the retry headers, because waiting
- * cannot admit it. A stream that the client cuts short stays charged. Every
- * 200 and 429 response carries the x-ratelimit-* headers.
+ * rounded up), and retry-after-ms in the openai style. A request whose
+ * total_tokens exceeds the tokens limit also gets 429, but without the retry
+ * headers, because waiting cannot admit it. A stream that the client cuts
+ * short stays charged. Every 200 and 429 response carries the rate-limit
+ * headers.
+ *
+ * Injected 429: with --inject-429-at, the first valid request at or after
+ * that many seconds since the start gets 429 with the retry headers of
+ * --retry-after, whatever the buckets contain, and charges nothing. /stats
+ * counts it apart from the over-quota 429s.
  *
  * Timing: a stream sleeps --chunk-delay-us before each content chunk, so it
  * lasts about ceil(completion_tokens / --tokens-per-chunk) chunk delays. A
@@ -89,6 +105,12 @@
 #define CONNECTION_TIMEOUT_S 30
 /* Number of log lines written for each kind of repeated event before the rest are only counted. */
 #define LOG_REPEAT_LIMIT 10
+/* Requests that GET /requests lists. Later ones are only counted. */
+#define MAX_REQUEST_RECORDS 100000
+/* Largest accepted --inject-429-at and --retry-after, in seconds. */
+#define MAX_INJECT_SECONDS 86400
+
+#define NS_PER_US INT64_C(1000)
 
 #define NS_PER_MS INT64_C(1000000)
 #define NS_PER_S INT64_C(1000000000)
@@ -101,6 +123,12 @@
  */
 #define UNITS_PER_ITEM NS_PER_MINUTE
 
+/* The API the provider speaks: paths, bodies, stream events and headers. */
+enum api_style {
+	STYLE_OPENAI,
+	STYLE_ANTHROPIC,
+};
+
 struct options {
 	const char *host;
 	unsigned port;
@@ -110,6 +138,9 @@ struct options {
 	uint64_t seed;
 	int64_t chunk_delay_us;
 	int64_t tokens_per_chunk;
+	enum api_style style;
+	int64_t inject_429_at_s; /* -1: no injected 429 */
+	int64_t retry_after_s;	 /* retry time of the injected 429 */
 };
 
 struct bucket {
@@ -121,8 +152,12 @@ struct bucket {
 /* Counters reported by GET /stats and at exit. */
 struct provider_stats {
 	uint64_t requests_admitted;
-	uint64_t requests_rate_limited; /* every 429, including requests_too_large */
+	/* Every over-quota 429, including requests_too_large but not injected_429s. */
+	uint64_t requests_rate_limited;
 	uint64_t requests_too_large; /* 429s for a total above the whole tokens limit */
+	uint64_t injected_429s; /* 429s sent because of --inject-429-at, with room in the quota */
+	int64_t injected_429_at_ns; /* CLOCK_MONOTONIC time of the injected 429, or -1 */
+	bool injected_429_fit; /* the buckets had room for the request the injected 429 rejected */
 	uint64_t requests_invalid; /* 400, 404, 405 and 413 responses */
 	uint64_t tokens_charged; /* sum of total_tokens over admitted requests */
 	uint64_t streams_completed;
@@ -134,14 +169,27 @@ struct provider_stats {
 	uint64_t tokens_bucket_negative_charges;
 };
 
+/* One API request as GET /requests lists it. */
+struct request_record {
+	int64_t arrival_ns; /* CLOCK_MONOTONIC time when its head arrived */
+	int64_t granted_at_us; /* the client's x-demo-granted-at-us header, or -1 */
+	unsigned status;
+	bool injected; /* the injected 429 */
+};
+
 struct provider {
 	struct options opt;
+	int64_t started_ns; /* CLOCK_MONOTONIC time of the start, for --inject-429-at */
 	pthread_mutex_t lock; /* guards every field below except the atomics */
 	struct bucket requests;
 	struct bucket tokens;
 	uint64_t rng_state;
 	uint64_t next_request_id;
+	bool inject_429_pending;
 	struct provider_stats stats;
+	struct request_record *records; /* MAX_REQUEST_RECORDS of them */
+	size_t record_count;
+	uint64_t records_dropped;
 	atomic_uint logged_429;
 	atomic_uint logged_invalid;
 	atomic_uint logged_cut;
@@ -295,6 +343,34 @@ static int64_t monotonic_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	return (int64_t)now.tv_sec * NS_PER_S + now.tv_nsec;
+}
+
+static int64_t realtime_ns(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return (int64_t)now.tv_sec * NS_PER_S + now.tv_nsec;
+}
+
+/* Formats a Unix time as an HTTP date (RFC 9110 IMF-fixdate), truncated to the second. */
+static void format_http_date(char *out, size_t size, int64_t unix_ns)
+{
+	time_t seconds = (time_t)(unix_ns / NS_PER_S);
+	struct tm utc;
+
+	gmtime_r(&seconds, &utc);
+	strftime(out, size, "%a, %d %b %Y %H:%M:%S GMT", &utc);
+}
+
+/* Formats a Unix time as RFC 3339 in UTC, rounded up to the whole second. */
+static void format_rfc3339(char *out, size_t size, int64_t unix_ns)
+{
+	time_t seconds = (time_t)((unix_ns + NS_PER_S - 1) / NS_PER_S);
+	struct tm utc;
+
+	gmtime_r(&seconds, &utc);
+	strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &utc);
 }
 
 static void sleep_us(int64_t microseconds)
@@ -603,15 +679,28 @@ static int64_t json_string_utf8_length(const char *text, size_t length)
 	return bytes;
 }
 
-static const char *const message_roles[] = {"system", "developer", "user", "assistant", "tool"};
+static const char *const chat_roles[] = {"system", "developer", "user", "assistant", "tool", NULL};
+/* The Messages API takes the system prompt as a top-level field, not as a role. */
+static const char *const messages_roles[] = {"user", "assistant", NULL};
 
-static bool is_known_role(const char *json, const jsmntok_t *token)
+static bool is_known_role(const char *json, const jsmntok_t *token, enum api_style style)
 {
-	for (size_t i = 0; i < sizeof(message_roles) / sizeof(message_roles[0]); i++) {
-		if (token_equals(json, token, message_roles[i]))
+	const char *const *roles = style == STYLE_ANTHROPIC ? messages_roles : chat_roles;
+
+	for (size_t i = 0; roles[i] != NULL; i++) {
+		if (token_equals(json, token, roles[i]))
 			return true;
 	}
 	return false;
+}
+
+/* Returns the prompt tokens of one text: ceil(bytes / 4) + 4, or -1 for an invalid JSON string. */
+static int64_t text_prompt_tokens(const char *json, const jsmntok_t *token)
+{
+	int64_t bytes = json_string_utf8_length(json + token->start,
+						(size_t)(token->end - token->start));
+
+	return bytes < 0 ? -1 : (bytes + 3) / 4 + 4;
 }
 
 /*
@@ -619,12 +708,13 @@ static bool is_known_role(const char *json, const jsmntok_t *token)
  * index of the token after the element, or -1.
  */
 static int parse_message(const char *json, const jsmntok_t *tokens, int count, int index,
-			 size_t position, struct chat_request *request, struct request_error *error)
+			 size_t position, enum api_style style, struct chat_request *request,
+			 struct request_error *error)
 {
 	const jsmntok_t *message = &tokens[index];
 	int end = skip_token(tokens, count, index);
 	int role = -1, content = -1;
-	int64_t content_bytes;
+	int64_t content_tokens;
 
 	if (message->type != JSMN_OBJECT)
 		return reject(error, "messages",
@@ -643,30 +733,30 @@ static int parse_message(const char *json, const jsmntok_t *tokens, int count, i
 		return reject(error, "messages",
 			      "Missing or invalid 'messages[%zu].role': expected a string.",
 			      position);
-	if (!is_known_role(json, &tokens[role]))
-		return reject(
-		    error, "messages",
-		    "Invalid value for 'messages[%zu].role': expected system, developer, user, "
-		    "assistant or tool.",
-		    position);
+	if (!is_known_role(json, &tokens[role], style))
+		return reject(error, "messages", "Invalid value for 'messages[%zu].role': expected %s.",
+			      position,
+			      style == STYLE_ANTHROPIC
+				  ? "user or assistant (the system prompt is the 'system' field)"
+				  : "system, developer, user, assistant or tool");
 	if (content < 0 || tokens[content].type != JSMN_STRING)
 		return reject(
 		    error, "messages",
 		    "Missing or invalid 'messages[%zu].content': expected a string, the only "
 		    "content form this mock provider accepts.",
 		    position);
-	content_bytes = json_string_utf8_length(
-	    json + tokens[content].start, (size_t)(tokens[content].end - tokens[content].start));
-	if (content_bytes < 0)
+	content_tokens = text_prompt_tokens(json, &tokens[content]);
+	if (content_tokens < 0)
 		return reject(error, "messages",
 			      "Invalid value for 'messages[%zu].content': not a valid JSON string.",
 			      position);
-	request->prompt_tokens += (content_bytes + 3) / 4 + 4;
+	request->prompt_tokens += content_tokens;
 	return end;
 }
 
 static int parse_messages(const char *json, const jsmntok_t *tokens, int count, int index,
-			  struct chat_request *request, struct request_error *error)
+			  enum api_style style, struct chat_request *request,
+			  struct request_error *error)
 {
 	int next = index + 1;
 
@@ -676,7 +766,8 @@ static int parse_messages(const char *json, const jsmntok_t *tokens, int count, 
 		return reject(error, "messages",
 			      "Invalid value for 'messages': expected at least one message.");
 	for (int position = 0; position < tokens[index].size; position++) {
-		next = parse_message(json, tokens, count, next, (size_t)position, request, error);
+		next = parse_message(json, tokens, count, next, (size_t)position, style, request,
+				     error);
 		if (next < 0)
 			return -1;
 	}
@@ -887,16 +978,38 @@ static int tokenize_json(const char *json, size_t length, jsmntok_t **tokens)
 	return count;
 }
 
-/*
- * Parses and validates a Chat Completions request body and computes its
- * prompt_tokens. Fields other than the ones in struct chat_request are ignored.
- */
-static int parse_chat_request(const char *json, size_t length, struct chat_request *request,
-			      struct request_error *error)
+/* Adds the prompt tokens of the Messages API's system prompt, which must be a string. */
+static int parse_system(const char *json, const jsmntok_t *token, struct chat_request *request,
+			struct request_error *error)
 {
+	int64_t system_tokens;
+
+	if (token_is_null(json, token))
+		return 0;
+	if (token->type != JSMN_STRING)
+		return reject(error, "system",
+			      "Invalid type for 'system': expected a string, the only system prompt "
+			      "form this mock provider accepts.");
+	system_tokens = text_prompt_tokens(json, token);
+	if (system_tokens < 0)
+		return reject(error, "system", "Invalid value for 'system': not a valid JSON string.");
+	request->prompt_tokens += system_tokens;
+	return 0;
+}
+
+/*
+ * Parses and validates a Chat Completions or, in the anthropic style, a
+ * Messages request body and computes its prompt_tokens. Fields other than the
+ * ones in struct chat_request (and the Messages API's system) are ignored, and
+ * so are max_completion_tokens and stream_options in the anthropic style.
+ */
+static int parse_chat_request(const char *json, size_t length, enum api_style style,
+			      struct chat_request *request, struct request_error *error)
+{
+	bool openai = style == STYLE_OPENAI;
 	jsmntok_t *tokens = NULL;
 	int count;
-	int model = -1, messages = -1, stream = -1, stream_options = -1;
+	int model = -1, messages = -1, stream = -1, stream_options = -1, system = -1;
 	int max_tokens = -1, max_completion_tokens = -1;
 	int64_t limit = 0, other_limit = 0;
 	int result = -1;
@@ -923,12 +1036,14 @@ static int parse_chat_request(const char *json, size_t length, struct chat_reque
 			messages = key + 1;
 		else if (token_equals(json, &tokens[key], "max_tokens"))
 			max_tokens = key + 1;
-		else if (token_equals(json, &tokens[key], "max_completion_tokens"))
+		else if (openai && token_equals(json, &tokens[key], "max_completion_tokens"))
 			max_completion_tokens = key + 1;
 		else if (token_equals(json, &tokens[key], "stream"))
 			stream = key + 1;
-		else if (token_equals(json, &tokens[key], "stream_options"))
+		else if (openai && token_equals(json, &tokens[key], "stream_options"))
 			stream_options = key + 1;
+		else if (!openai && token_equals(json, &tokens[key], "system"))
+			system = key + 1;
 	}
 
 	if (model < 0 || tokens[model].type != JSMN_STRING ||
@@ -952,7 +1067,9 @@ static int parse_chat_request(const char *json, size_t length, struct chat_reque
 		reject(error, "messages", "Missing required parameter: 'messages'.");
 		goto out;
 	}
-	if (parse_messages(json, tokens, count, messages, request, error) != 0)
+	if (parse_messages(json, tokens, count, messages, style, request, error) != 0)
+		goto out;
+	if (system >= 0 && parse_system(json, &tokens[system], request, error) != 0)
 		goto out;
 
 	/* Both limits may be given only if they agree, because they bound the same completion. */
@@ -962,9 +1079,9 @@ static int parse_chat_request(const char *json, size_t length, struct chat_reque
 		max_completion_tokens = -1;
 	if (max_tokens < 0 && max_completion_tokens < 0) {
 		reject(error, "max_tokens",
-		       "Missing required parameter: 'max_tokens' or 'max_completion_tokens'. This "
-		       "mock provider draws completion_tokens from [max(1, max_tokens / 4), "
-		       "max_tokens].");
+		       "Missing required parameter: %s. This mock provider draws completion_tokens "
+		       "from [max(1, max_tokens / 4), max_tokens].",
+		       openai ? "'max_tokens' or 'max_completion_tokens'" : "'max_tokens'");
 		goto out;
 	}
 	if (max_tokens >= 0 &&
@@ -1016,12 +1133,14 @@ struct admission {
 	int64_t total_tokens;
 	bool admitted;
 	bool too_large; /* total_tokens exceeds the tokens limit, so no wait helps */
+	bool injected; /* the 429 of --inject-429-at, whatever the buckets contain */
 	enum limiting_bucket limited_by;
 	int64_t retry_after_ns;
 	int64_t remaining_requests;
 	int64_t remaining_tokens;
 	int64_t reset_requests_ns;
 	int64_t reset_tokens_ns;
+	int64_t decided_unix_ns; /* CLOCK_REALTIME time of the decision, for absolute resets */
 };
 
 /* Records the tokens bucket level after a charge. Admission never lets it go below zero. */
@@ -1038,15 +1157,64 @@ static void record_tokens_level(struct provider *p)
 		p->stats.tokens_bucket_max_deficit = deficit;
 }
 
-/* Draws completion_tokens and admits or rejects the request against both buckets. */
+/* Fires the injected 429 once its time has come. Called with the lock held and the buckets
+ * refilled to now. */
+static bool take_injected_429(struct provider *p, int64_t now, struct admission *result)
+{
+	if (!p->inject_429_pending || now - p->started_ns < p->opt.inject_429_at_s * NS_PER_S)
+		return false;
+	p->inject_429_pending = false;
+	p->stats.injected_429s++;
+	p->stats.injected_429_at_ns = now;
+	p->stats.injected_429_fit = bucket_wait_ns(&p->requests, 1) == 0 &&
+				    result->total_tokens <= p->tokens.limit_per_minute &&
+				    bucket_wait_ns(&p->tokens, result->total_tokens) == 0;
+	result->injected = true;
+	result->limited_by = LIMITED_BY_REQUESTS;
+	result->retry_after_ns = p->opt.retry_after_s * NS_PER_S;
+	return true;
+}
+
+/* Admits or rejects a request of result->total_tokens against both buckets, refilled to now.
+ * Called with the lock held. */
+static void charge_or_limit(struct provider *p, struct admission *result)
+{
+	int64_t wait_requests, wait_tokens;
+
+	if (result->total_tokens > p->tokens.limit_per_minute) {
+		result->too_large = true;
+		result->limited_by = LIMITED_BY_TOKENS;
+		p->stats.requests_rate_limited++;
+		p->stats.requests_too_large++;
+		return;
+	}
+	wait_requests = bucket_wait_ns(&p->requests, 1);
+	wait_tokens = bucket_wait_ns(&p->tokens, result->total_tokens);
+	if (wait_requests == 0 && wait_tokens == 0) {
+		result->admitted = true;
+		p->requests.level -= UNITS_PER_ITEM;
+		p->tokens.level -= result->total_tokens * UNITS_PER_ITEM;
+		record_tokens_level(p);
+		p->stats.requests_admitted++;
+		p->stats.tokens_charged += (uint64_t)result->total_tokens;
+		return;
+	}
+	result->limited_by = wait_tokens > wait_requests ? LIMITED_BY_TOKENS : LIMITED_BY_REQUESTS;
+	result->retry_after_ns = wait_tokens > wait_requests ? wait_tokens : wait_requests;
+	p->stats.requests_rate_limited++;
+}
+
+/* Draws completion_tokens and admits or rejects the request against both buckets, unless the
+ * injected 429 takes it. */
 static void admit_request(struct provider *p, const struct chat_request *request,
 			  struct admission *result)
 {
-	int64_t now, lowest, wait_requests, wait_tokens;
+	int64_t now, lowest;
 
 	memset(result, 0, sizeof(*result));
 	pthread_mutex_lock(&p->lock);
 	now = monotonic_ns();
+	result->decided_unix_ns = realtime_ns();
 	result->request_id = ++p->next_request_id;
 	lowest = request->max_tokens / 4 > 1 ? request->max_tokens / 4 : 1;
 	result->completion_tokens =
@@ -1055,31 +1223,8 @@ static void admit_request(struct provider *p, const struct chat_request *request
 
 	bucket_refill(&p->requests, now);
 	bucket_refill(&p->tokens, now);
-	if (result->total_tokens > p->tokens.limit_per_minute) {
-		result->too_large = true;
-		result->limited_by = LIMITED_BY_TOKENS;
-	} else {
-		wait_requests = bucket_wait_ns(&p->requests, 1);
-		wait_tokens = bucket_wait_ns(&p->tokens, result->total_tokens);
-		if (wait_requests == 0 && wait_tokens == 0) {
-			result->admitted = true;
-			p->requests.level -= UNITS_PER_ITEM;
-			p->tokens.level -= result->total_tokens * UNITS_PER_ITEM;
-			record_tokens_level(p);
-			p->stats.requests_admitted++;
-			p->stats.tokens_charged += (uint64_t)result->total_tokens;
-		} else {
-			result->limited_by =
-			    wait_tokens > wait_requests ? LIMITED_BY_TOKENS : LIMITED_BY_REQUESTS;
-			result->retry_after_ns =
-			    wait_tokens > wait_requests ? wait_tokens : wait_requests;
-		}
-	}
-	if (!result->admitted) {
-		p->stats.requests_rate_limited++;
-		if (result->too_large)
-			p->stats.requests_too_large++;
-	}
+	if (!take_injected_429(p, now, result))
+		charge_or_limit(p, result);
 
 	result->remaining_requests = bucket_remaining(&p->requests);
 	result->remaining_tokens = bucket_remaining(&p->tokens);
@@ -1098,7 +1243,15 @@ struct request_context {
 	/* A stream response was queued, so the completion callback counts how it ended. */
 	bool is_stream;
 	uint64_t request_id;
+	int64_t arrival_ns; /* CLOCK_MONOTONIC time of the first call, when the head arrived */
 };
+
+/* Formats the id of a response: chatcmpl-mock-N in the openai style, msg_mock_N otherwise. */
+static void format_response_id(char *out, size_t size, uint64_t request_id)
+{
+	snprintf(out, size, "%s%" PRIu64,
+		 provider.opt.style == STYLE_ANTHROPIC ? "msg_mock_" : "chatcmpl-mock-", request_id);
+}
 
 static void add_header(struct MHD_Response *response, const char *name, const char *value)
 {
@@ -1122,9 +1275,52 @@ static void add_duration_header(struct MHD_Response *response, const char *name,
 	add_header(response, name, text);
 }
 
+static void add_time_header(struct MHD_Response *response, const char *name, int64_t unix_ns)
+{
+	char text[48];
+
+	format_rfc3339(text, sizeof(text), unix_ns);
+	add_header(response, name, text);
+}
+
+/*
+ * Adds Anthropic's rate-limit headers: each reset is the time when the limit
+ * is full again, and the Date header, from the same clock reading, lets a
+ * client measure it without trusting its own wall clock. The Date is
+ * truncated and the resets rounded up to the second, so a reset measured
+ * against the Date is never shorter than the real one.
+ * NOTE: Anthropic's responses also carry input-tokens and output-tokens
+ * limits, and round the token counts (docs/providers.md). This mock has no
+ * separate input and output buckets, so it sends neither, and its counts are
+ * exact.
+ */
+static void add_anthropic_rate_limit_headers(struct MHD_Response *response,
+					     const struct provider *p,
+					     const struct admission *admission)
+{
+	char date[64];
+
+	format_http_date(date, sizeof(date), admission->decided_unix_ns);
+	add_header(response, MHD_HTTP_HEADER_DATE, date);
+	add_int_header(response, "anthropic-ratelimit-requests-limit", p->opt.rpm);
+	add_int_header(response, "anthropic-ratelimit-requests-remaining",
+		       admission->remaining_requests);
+	add_time_header(response, "anthropic-ratelimit-requests-reset",
+			admission->decided_unix_ns + admission->reset_requests_ns);
+	add_int_header(response, "anthropic-ratelimit-tokens-limit", p->opt.tpm);
+	add_int_header(response, "anthropic-ratelimit-tokens-remaining",
+		       admission->remaining_tokens);
+	add_time_header(response, "anthropic-ratelimit-tokens-reset",
+			admission->decided_unix_ns + admission->reset_tokens_ns);
+}
+
 static void add_rate_limit_headers(struct MHD_Response *response, const struct provider *p,
 				   const struct admission *admission)
 {
+	if (p->opt.style == STYLE_ANTHROPIC) {
+		add_anthropic_rate_limit_headers(response, p, admission);
+		return;
+	}
 	add_int_header(response, "x-ratelimit-limit-requests", p->opt.rpm);
 	add_int_header(response, "x-ratelimit-limit-tokens", p->opt.tpm);
 	add_int_header(response, "x-ratelimit-remaining-requests", admission->remaining_requests);
@@ -1167,12 +1363,20 @@ static enum MHD_Result queue_and_release(struct MHD_Connection *connection, unsi
 }
 
 /*
- * Builds an OpenAI-style error object. param and code may be NULL, which
- * becomes JSON null.
+ * Builds an error object of the provider's style. An OpenAI error has the
+ * type, param and code given, and a NULL param or code becomes JSON null. An
+ * Anthropic error has only anthropic_type and the message.
  */
 static void format_error_json(struct strbuf *body, const char *message, const char *type,
-			      const char *param, const char *code)
+			      const char *param, const char *code, const char *anthropic_type)
 {
+	if (provider.opt.style == STYLE_ANTHROPIC) {
+		strbuf_printf(body, "{\"type\":\"error\",\"error\":{\"type\":\"%s\",\"message\":\"",
+			      anthropic_type);
+		strbuf_append_json_escaped(body, message);
+		strbuf_puts(body, "\"}}\n");
+		return;
+	}
 	strbuf_puts(body, "{\"error\":{\"message\":\"");
 	strbuf_append_json_escaped(body, message);
 	strbuf_printf(body, "\",\"type\":\"%s\",\"param\":", type);
@@ -1186,6 +1390,19 @@ static void format_error_json(struct strbuf *body, const char *message, const ch
 	else
 		strbuf_puts(body, "null");
 	strbuf_puts(body, "}}\n");
+}
+
+/* Returns the Anthropic error type of a status that rejects a request before admission. */
+static const char *anthropic_error_type(unsigned status)
+{
+	switch (status) {
+	case MHD_HTTP_NOT_FOUND:
+		return "not_found_error";
+	case MHD_HTTP_CONTENT_TOO_LARGE:
+		return "request_too_large";
+	default:
+		return "invalid_request_error";
+	}
 }
 
 /*
@@ -1206,7 +1423,8 @@ static enum MHD_Result queue_invalid_request(struct MHD_Connection *connection, 
 	log_repeated(&provider.logged_invalid, "invalid requests", "%u for %s %s: %s", status,
 		     method, url, message);
 
-	format_error_json(&body, message, "invalid_request_error", param, code);
+	format_error_json(&body, message, "invalid_request_error", param, code,
+			  anthropic_error_type(status));
 	response = create_body_response(status, &body, "application/json");
 	strbuf_free(&body);
 	if (response != NULL && allowed_method != NULL)
@@ -1214,54 +1432,107 @@ static enum MHD_Result queue_invalid_request(struct MHD_Connection *connection, 
 	return queue_and_release(connection, status, response);
 }
 
-static enum MHD_Result queue_rate_limited(struct MHD_Connection *connection,
-					  const struct admission *admission)
+/* Writes the message of a 429 response. */
+static void format_429_message(char *message, size_t size, const struct admission *admission)
 {
-	struct strbuf body = {0};
 	char wait[48];
-	char message[320];
-	struct MHD_Response *response;
-	bool by_tokens = admission->limited_by == LIMITED_BY_TOKENS;
 
 	format_duration(wait, sizeof(wait), admission->retry_after_ns);
 	/* The wording follows OpenAI's 429 messages. "Used" is the limit minus the whole
 	 * requests or tokens left in the bucket. */
-	if (admission->too_large)
-		snprintf(message, sizeof(message),
+	if (admission->injected)
+		snprintf(message, size,
+			 "Rate limit reached for requests per min (RPM): this 429 was injected by "
+			 "--inject-429-at while the quota had room. Please try again in %s.",
+			 wait);
+	else if (admission->too_large)
+		snprintf(message, size,
 			 "Request too large for tokens per min (TPM): Limit %" PRId64
 			 ", Requested %" PRId64
 			 ". Reduce the messages or max_tokens so that the request fits the limit.",
 			 provider.opt.tpm, admission->total_tokens);
-	else if (by_tokens)
-		snprintf(message, sizeof(message),
+	else if (admission->limited_by == LIMITED_BY_TOKENS)
+		snprintf(message, size,
 			 "Rate limit reached for tokens per min (TPM): Limit %" PRId64
 			 ", Used %" PRId64 ", Requested %" PRId64 ". Please try again in %s.",
 			 provider.opt.tpm, provider.opt.tpm - admission->remaining_tokens,
 			 admission->total_tokens, wait);
 	else
-		snprintf(message, sizeof(message),
+		snprintf(message, size,
 			 "Rate limit reached for requests per min (RPM): Limit %" PRId64
 			 ", Used %" PRId64 ", Requested 1. Please try again in %s.",
 			 provider.opt.rpm, provider.opt.rpm - admission->remaining_requests, wait);
+}
 
-	log_repeated(&provider.logged_429, "rate-limited (429) responses",
-		     "429 for chatcmpl-mock-%" PRIu64 ": %s", admission->request_id, message);
+static enum MHD_Result queue_rate_limited(struct MHD_Connection *connection,
+					  const struct admission *admission)
+{
+	struct strbuf body = {0};
+	char message[320];
+	char id[48];
+	struct MHD_Response *response;
+	bool by_tokens = admission->limited_by == LIMITED_BY_TOKENS;
+	int64_t retry_ms = (admission->retry_after_ns + NS_PER_MS - 1) / NS_PER_MS;
+
+	format_429_message(message, sizeof(message), admission);
+	format_response_id(id, sizeof(id), admission->request_id);
+	if (admission->injected)
+		log_message("injected 429 for %s, retry after %" PRId64 " ms", id, retry_ms);
+	else
+		log_repeated(&provider.logged_429, "rate-limited (429) responses", "429 for %s: %s",
+			     id, message);
 
 	format_error_json(&body, message, by_tokens ? "tokens" : "requests", NULL,
-			  "rate_limit_exceeded");
+			  "rate_limit_exceeded", "rate_limit_error");
 	response = create_body_response(MHD_HTTP_TOO_MANY_REQUESTS, &body, "application/json");
 	strbuf_free(&body);
 	if (response == NULL)
 		return MHD_NO;
 	add_rate_limit_headers(response, &provider, admission);
-	/* Waiting cannot admit a request larger than the whole bucket, so it gets no retry time. */
+	/* Waiting cannot admit a request larger than the whole bucket, so it gets no retry time.
+	 * Anthropic sends retry-after alone, in whole seconds. */
 	if (!admission->too_large) {
-		int64_t retry_ms = (admission->retry_after_ns + NS_PER_MS - 1) / NS_PER_MS;
-
 		add_int_header(response, "retry-after", (retry_ms + 999) / 1000);
-		add_int_header(response, "retry-after-ms", retry_ms);
+		if (provider.opt.style == STYLE_OPENAI)
+			add_int_header(response, "retry-after-ms", retry_ms);
 	}
 	return queue_and_release(connection, MHD_HTTP_TOO_MANY_REQUESTS, response);
+}
+
+/* Builds a Messages API message object with the whole completion. */
+static void format_message_json(struct strbuf *body, const struct chat_request *request,
+				const struct admission *admission)
+{
+	strbuf_printf(body,
+		      "{\"id\":\"msg_mock_%" PRIu64 "\",\"type\":\"message\",\"role\":\"assistant\","
+		      "\"model\":\"%s\",\"content\":[{\"type\":\"text\",\"text\":\"",
+		      admission->request_id, request->model);
+	for (int64_t i = 0; i < admission->completion_tokens; i++)
+		strbuf_puts(body, "tok ");
+	strbuf_printf(body,
+		      "\"}],\"stop_reason\":\"end_turn\",\"stop_sequence\":null,"
+		      "\"usage\":{\"input_tokens\":%" PRId64 ",\"output_tokens\":%" PRId64 "}}\n",
+		      request->prompt_tokens, admission->completion_tokens);
+}
+
+/* Builds a chat.completion object with the whole completion. */
+static void format_chat_completion_json(struct strbuf *body, const struct chat_request *request,
+					const struct admission *admission)
+{
+	strbuf_printf(
+	    body,
+	    "{\"id\":\"chatcmpl-mock-%" PRIu64 "\",\"object\":\"chat.completion\","
+	    "\"created\":%lld,\"model\":\"%s\",\"system_fingerprint\":null,"
+	    "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"",
+	    admission->request_id, (long long)time(NULL), request->model);
+	for (int64_t i = 0; i < admission->completion_tokens; i++)
+		strbuf_puts(body, "tok ");
+	strbuf_printf(body,
+		      "\"},\"logprobs\":null,\"finish_reason\":\"stop\"}],"
+		      "\"usage\":{\"prompt_tokens\":%" PRId64 ",\"completion_tokens\":%" PRId64
+		      ",\"total_tokens\":%" PRId64 "}}\n",
+		      request->prompt_tokens, admission->completion_tokens,
+		      admission->total_tokens);
 }
 
 static enum MHD_Result queue_completion(struct MHD_Connection *connection,
@@ -1271,20 +1542,10 @@ static enum MHD_Result queue_completion(struct MHD_Connection *connection,
 	struct strbuf body = {0};
 	struct MHD_Response *response;
 
-	strbuf_printf(
-	    &body,
-	    "{\"id\":\"chatcmpl-mock-%" PRIu64 "\",\"object\":\"chat.completion\","
-	    "\"created\":%lld,\"model\":\"%s\",\"system_fingerprint\":null,"
-	    "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"",
-	    admission->request_id, (long long)time(NULL), request->model);
-	for (int64_t i = 0; i < admission->completion_tokens; i++)
-		strbuf_puts(&body, "tok ");
-	strbuf_printf(&body,
-		      "\"},\"logprobs\":null,\"finish_reason\":\"stop\"}],"
-		      "\"usage\":{\"prompt_tokens\":%" PRId64 ",\"completion_tokens\":%" PRId64
-		      ",\"total_tokens\":%" PRId64 "}}\n",
-		      request->prompt_tokens, admission->completion_tokens,
-		      admission->total_tokens);
+	if (provider.opt.style == STYLE_ANTHROPIC)
+		format_message_json(&body, request, admission);
+	else
+		format_chat_completion_json(&body, request, admission);
 	response = create_body_response(MHD_HTTP_OK, &body, "application/json");
 	strbuf_free(&body);
 	if (response != NULL)
@@ -1294,6 +1555,7 @@ static enum MHD_Result queue_completion(struct MHD_Connection *connection,
 
 /* ------------------------------------------------------ streamed responses */
 
+/* The next chunk of a Chat Completions stream. */
 enum stream_phase {
 	PHASE_ROLE,
 	PHASE_CONTENT,
@@ -1301,6 +1563,18 @@ enum stream_phase {
 	PHASE_USAGE,
 	PHASE_DONE,
 	PHASE_END,
+};
+
+/* The next event of a Messages stream. */
+enum message_phase {
+	MESSAGE_START,
+	MESSAGE_BLOCK_START,
+	MESSAGE_PING,
+	MESSAGE_CONTENT,
+	MESSAGE_BLOCK_STOP,
+	MESSAGE_DELTA,
+	MESSAGE_STOP,
+	MESSAGE_END,
 };
 
 /* State of one server-sent event stream, owned by its libmicrohttpd response. */
@@ -1314,7 +1588,9 @@ struct stream {
 	int64_t tokens_per_chunk;
 	int64_t chunk_delay_us;
 	bool include_usage;
-	enum stream_phase phase;
+	enum api_style style;
+	enum stream_phase phase; /* openai style */
+	enum message_phase message_phase; /* anthropic style */
 	struct strbuf event; /* the event being sent */
 	size_t event_offset; /* bytes of event already handed to libmicrohttpd */
 };
@@ -1334,11 +1610,19 @@ static void append_chunk_end(struct stream *s)
 	strbuf_puts(&s->event, "}\n\n");
 }
 
-/* Builds the next event into s->event. Returns false when the stream has no more events. */
-static bool build_next_event(struct stream *s)
+/* Sleeps one chunk delay and appends the next chunk's tokens to s->event as JSON string text. */
+static void append_next_tokens(struct stream *s)
 {
-	s->event.length = 0;
-	s->event_offset = 0;
+	sleep_us(s->chunk_delay_us);
+	for (int64_t i = 0; i < s->tokens_per_chunk && s->tokens_sent < s->completion_tokens; i++) {
+		strbuf_puts(&s->event, "tok ");
+		s->tokens_sent++;
+	}
+}
+
+/* Builds the next Chat Completions chunk into s->event. Returns false after the last one. */
+static bool build_next_chunk(struct stream *s)
+{
 	switch (s->phase) {
 	case PHASE_ROLE:
 		append_chunk_start(s);
@@ -1349,14 +1633,9 @@ static bool build_next_event(struct stream *s)
 		s->phase = PHASE_CONTENT;
 		return true;
 	case PHASE_CONTENT:
-		sleep_us(s->chunk_delay_us);
 		append_chunk_start(s);
 		strbuf_puts(&s->event, "[{\"index\":0,\"delta\":{\"content\":\"");
-		for (int64_t i = 0;
-		     i < s->tokens_per_chunk && s->tokens_sent < s->completion_tokens; i++) {
-			strbuf_puts(&s->event, "tok ");
-			s->tokens_sent++;
-		}
+		append_next_tokens(s);
 		strbuf_puts(&s->event, "\"},\"logprobs\":null,\"finish_reason\":null}]");
 		append_chunk_end(s);
 		if (s->tokens_sent == s->completion_tokens)
@@ -1388,6 +1667,78 @@ static bool build_next_event(struct stream *s)
 		break;
 	}
 	return false;
+}
+
+/*
+ * Builds the next Messages stream event into s->event. Returns false after
+ * message_stop. message_start reports the input tokens and one output token,
+ * and message_delta the final output tokens, as in Anthropic's streams
+ * recorded under tests/fixtures/streams/.
+ */
+static bool build_next_message_event(struct stream *s)
+{
+	switch (s->message_phase) {
+	case MESSAGE_START:
+		strbuf_printf(&s->event,
+			      "event: message_start\ndata: {\"type\":\"message_start\",\"message\":"
+			      "{\"id\":\"%s\",\"type\":\"message\",\"role\":\"assistant\","
+			      "\"model\":\"%s\",\"content\":[],\"stop_reason\":null,"
+			      "\"stop_sequence\":null,\"usage\":{\"input_tokens\":%" PRId64
+			      ",\"output_tokens\":1}}}\n\n",
+			      s->id, s->model, s->prompt_tokens);
+		s->message_phase = MESSAGE_BLOCK_START;
+		return true;
+	case MESSAGE_BLOCK_START:
+		strbuf_puts(&s->event,
+			    "event: content_block_start\ndata: {\"type\":\"content_block_start\","
+			    "\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n");
+		s->message_phase = MESSAGE_PING;
+		return true;
+	case MESSAGE_PING:
+		strbuf_puts(&s->event, "event: ping\ndata: {\"type\":\"ping\"}\n\n");
+		s->message_phase = MESSAGE_CONTENT;
+		return true;
+	case MESSAGE_CONTENT:
+		strbuf_puts(&s->event,
+			    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\","
+			    "\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"");
+		append_next_tokens(s);
+		strbuf_puts(&s->event, "\"}}\n\n");
+		if (s->tokens_sent == s->completion_tokens)
+			s->message_phase = MESSAGE_BLOCK_STOP;
+		return true;
+	case MESSAGE_BLOCK_STOP:
+		strbuf_puts(&s->event, "event: content_block_stop\ndata: "
+				       "{\"type\":\"content_block_stop\",\"index\":0}\n\n");
+		s->message_phase = MESSAGE_DELTA;
+		return true;
+	case MESSAGE_DELTA:
+		strbuf_printf(&s->event,
+			      "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":"
+			      "{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},"
+			      "\"usage\":{\"output_tokens\":%" PRId64 "}}\n\n",
+			      s->completion_tokens);
+		s->message_phase = MESSAGE_STOP;
+		return true;
+	case MESSAGE_STOP:
+		strbuf_puts(&s->event,
+			    "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+		s->message_phase = MESSAGE_END;
+		return true;
+	case MESSAGE_END:
+		break;
+	}
+	return false;
+}
+
+/* Builds the next event into s->event. Returns false when the stream has no more events. */
+static bool build_next_event(struct stream *s)
+{
+	s->event.length = 0;
+	s->event_offset = 0;
+	if (s->style == STYLE_ANTHROPIC)
+		return build_next_message_event(s);
+	return build_next_chunk(s);
 }
 
 /*
@@ -1435,11 +1786,10 @@ static enum MHD_Result queue_stream(struct MHD_Connection *connection,
 	enum MHD_Result queued;
 
 	if (s == NULL) {
-		log_message("out of memory while starting stream chatcmpl-mock-%" PRIu64,
-			    admission->request_id);
+		log_message("out of memory while starting stream %" PRIu64, admission->request_id);
 		return MHD_NO;
 	}
-	snprintf(s->id, sizeof(s->id), "chatcmpl-mock-%" PRIu64, admission->request_id);
+	format_response_id(s->id, sizeof(s->id), admission->request_id);
 	memcpy(s->model, request->model, sizeof(s->model));
 	s->created = (long long)time(NULL);
 	s->prompt_tokens = request->prompt_tokens;
@@ -1447,7 +1797,9 @@ static enum MHD_Result queue_stream(struct MHD_Connection *connection,
 	s->tokens_per_chunk = provider.opt.tokens_per_chunk;
 	s->chunk_delay_us = provider.opt.chunk_delay_us;
 	s->include_usage = request->include_usage;
+	s->style = provider.opt.style;
 	s->phase = PHASE_ROLE;
+	s->message_phase = MESSAGE_START;
 
 	/* The block size only sets the largest max that read_stream is asked for. */
 	response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, read_stream, s,
@@ -1471,6 +1823,21 @@ static enum MHD_Result queue_stream(struct MHD_Connection *connection,
 
 /* ---------------------------------------------------------------- handlers */
 
+/* Appends a CLOCK_MONOTONIC time as whole microseconds, or null for a negative time. */
+static void strbuf_append_time_us(struct strbuf *out, int64_t ns)
+{
+	if (ns < 0)
+		strbuf_puts(out, "null");
+	else
+		strbuf_printf(out, "%" PRId64, ns / NS_PER_US);
+}
+
+/*
+ * Formats the counters. Times are CLOCK_MONOTONIC microseconds, the clock
+ * arl's clients read on the same host, and injected_429_at_us is null until
+ * the injected 429 is sent. injected_429_fit is true when the quota had room
+ * for the request that the injected 429 rejected.
+ */
 static void format_stats_json(struct provider *p, struct strbuf *out)
 {
 	struct provider_stats s;
@@ -1483,19 +1850,90 @@ static void format_stats_json(struct provider *p, struct strbuf *out)
 		      ",\"requests_too_large\":%" PRIu64 ",\"requests_invalid\":%" PRIu64
 		      ",\"tokens_charged\":%" PRIu64 ",\"streams_completed\":%" PRIu64
 		      ",\"streams_cut\":%" PRIu64 ",\"tokens_bucket_max_deficit\":%" PRIu64
-		      ",\"tokens_bucket_negative_charges\":%" PRIu64 "}",
+		      ",\"tokens_bucket_negative_charges\":%" PRIu64 ",\"injected_429s\":%" PRIu64
+		      ",\"injected_429_retry_after_ms\":%" PRId64 ",\"injected_429_fit\":%s"
+		      ",\"started_us\":",
 		      s.requests_admitted, s.requests_rate_limited, s.requests_too_large,
 		      s.requests_invalid, s.tokens_charged, s.streams_completed, s.streams_cut,
-		      s.tokens_bucket_max_deficit, s.tokens_bucket_negative_charges);
+		      s.tokens_bucket_max_deficit, s.tokens_bucket_negative_charges,
+		      s.injected_429s, p->opt.retry_after_s * 1000,
+		      s.injected_429_fit ? "true" : "false");
+	strbuf_append_time_us(out, p->started_ns);
+	strbuf_puts(out, ",\"injected_429_at_us\":");
+	strbuf_append_time_us(out, s.injected_429_at_ns);
+	strbuf_puts(out, "}");
 }
 
-static enum MHD_Result handle_stats(struct MHD_Connection *connection)
+/* Formats the request records as {"dropped": N, "requests": [...]}, oldest first. */
+static void format_requests_json(struct provider *p, struct strbuf *out)
+{
+	pthread_mutex_lock(&p->lock);
+	strbuf_printf(out, "{\"dropped\":%" PRIu64 ",\"requests\":[", p->records_dropped);
+	for (size_t i = 0; i < p->record_count; i++) {
+		const struct request_record *r = &p->records[i];
+
+		strbuf_puts(out, i > 0 ? ",\n{\"arrival_us\":" : "\n{\"arrival_us\":");
+		strbuf_append_time_us(out, r->arrival_ns);
+		strbuf_puts(out, ",\"granted_at_us\":");
+		if (r->granted_at_us < 0)
+			strbuf_puts(out, "null");
+		else
+			strbuf_printf(out, "%" PRId64, r->granted_at_us);
+		strbuf_printf(out, ",\"status\":%u,\"injected\":%s}", r->status,
+			      r->injected ? "true" : "false");
+	}
+	strbuf_puts(out, "]}\n");
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Returns the x-demo-granted-at-us header as microseconds, or -1 when it is missing or not
+ * a plain decimal number. */
+static int64_t granted_at_header(struct MHD_Connection *connection)
+{
+	const char *text =
+	    MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "x-demo-granted-at-us");
+	int64_t value = 0;
+
+	if (text == NULL || *text == '\0' || strlen(text) > 18)
+		return -1;
+	for (; *text != '\0'; text++) {
+		if (*text < '0' || *text > '9')
+			return -1;
+		value = value * 10 + (*text - '0');
+	}
+	return value;
+}
+
+/* Records an API request and the status it gets, for GET /requests. */
+static void record_request(struct MHD_Connection *connection,
+			   const struct request_context *context, unsigned status, bool injected)
+{
+	struct request_record record = {
+	    .arrival_ns = context->arrival_ns,
+	    .granted_at_us = granted_at_header(connection),
+	    .status = status,
+	    .injected = injected,
+	};
+
+	pthread_mutex_lock(&provider.lock);
+	if (provider.record_count < MAX_REQUEST_RECORDS)
+		provider.records[provider.record_count++] = record;
+	else
+		provider.records_dropped++;
+	pthread_mutex_unlock(&provider.lock);
+}
+
+static enum MHD_Result handle_stats(struct MHD_Connection *connection, bool list_requests)
 {
 	struct strbuf body = {0};
 	struct MHD_Response *response;
 
-	format_stats_json(&provider, &body);
-	strbuf_puts(&body, "\n");
+	if (list_requests) {
+		format_requests_json(&provider, &body);
+	} else {
+		format_stats_json(&provider, &body);
+		strbuf_puts(&body, "\n");
+	}
 	response = create_body_response(MHD_HTTP_OK, &body, "application/json");
 	strbuf_free(&body);
 	return queue_and_release(connection, MHD_HTTP_OK, response);
@@ -1510,6 +1948,7 @@ static enum MHD_Result handle_chat_completion(struct MHD_Connection *connection,
 	char message[64];
 
 	if (context->body_too_large) {
+		record_request(connection, context, MHD_HTTP_CONTENT_TOO_LARGE, false);
 		snprintf(message, sizeof(message), "The request body is larger than %d bytes.",
 			 MAX_BODY_BYTES);
 		return queue_invalid_request(connection, MHD_HTTP_CONTENT_TOO_LARGE, "POST", url,
@@ -1520,11 +1959,16 @@ static enum MHD_Result handle_chat_completion(struct MHD_Connection *connection,
 		return MHD_NO;
 	}
 	if (parse_chat_request(context->body.data != NULL ? context->body.data : "",
-			       context->body.length, &request, &error) != 0)
+			       context->body.length, provider.opt.style, &request, &error) != 0) {
+		record_request(connection, context, MHD_HTTP_BAD_REQUEST, false);
 		return queue_invalid_request(connection, MHD_HTTP_BAD_REQUEST, "POST", url,
 					     error.message, error.param, NULL, NULL);
+	}
 
 	admit_request(&provider, &request, &admission);
+	record_request(connection, context,
+		       admission.admitted ? MHD_HTTP_OK : MHD_HTTP_TOO_MANY_REQUESTS,
+		       admission.injected);
 	if (!admission.admitted)
 		return queue_rate_limited(connection, &admission);
 	if (request.stream)
@@ -1543,8 +1987,10 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *connecti
 {
 	struct request_context *context = *con_cls;
 	char message[320];
-	bool is_chat = strcmp(url, "/v1/chat/completions") == 0;
-	bool is_stats = strcmp(url, "/stats") == 0;
+	const char *api_path = provider.opt.style == STYLE_ANTHROPIC ? "/v1/messages"
+								      : "/v1/chat/completions";
+	bool is_chat = strcmp(url, api_path) == 0;
+	bool is_stats = strcmp(url, "/stats") == 0 || strcmp(url, "/requests") == 0;
 
 	(void)cls;
 	(void)version;
@@ -1554,6 +2000,7 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *connecti
 			log_message("out of memory while accepting %s %s", method, url);
 			return MHD_NO;
 		}
+		context->arrival_ns = monotonic_ns();
 		*con_cls = context;
 		return MHD_YES;
 	}
@@ -1569,7 +2016,7 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *connecti
 	if (is_chat && strcmp(method, MHD_HTTP_METHOD_POST) == 0)
 		return handle_chat_completion(connection, context, url);
 	if (is_stats && strcmp(method, MHD_HTTP_METHOD_GET) == 0)
-		return handle_stats(connection);
+		return handle_stats(connection, strcmp(url, "/requests") == 0);
 	if (is_chat || is_stats) {
 		snprintf(message, sizeof(message), "Method %s is not allowed on %s; use %s.",
 			 method, url, is_chat ? "POST" : "GET");
@@ -1577,9 +2024,9 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *connecti
 					     message, NULL, NULL, is_chat ? "POST" : "GET");
 	}
 	snprintf(message, sizeof(message),
-		 "Unknown path %s. This mock provider serves POST /v1/chat/completions and GET "
-		 "/stats.",
-		 url);
+		 "Unknown path %s. This mock provider serves POST %s, GET /stats and GET "
+		 "/requests.",
+		 url, api_path);
 	return queue_invalid_request(connection, MHD_HTTP_NOT_FOUND, method, url, message, NULL,
 				     "unknown_url", NULL);
 }
@@ -1613,12 +2060,14 @@ static void complete_request(void *cls, struct MHD_Connection *connection, void 
 			     enum MHD_RequestTerminationCode code)
 {
 	struct request_context *context = *con_cls;
+	char id[48];
 
 	(void)cls;
 	(void)connection;
 	if (context == NULL)
 		return;
 	if (context->is_stream) {
+		format_response_id(id, sizeof(id), context->request_id);
 		pthread_mutex_lock(&provider.lock);
 		if (code == MHD_REQUEST_TERMINATED_COMPLETED_OK)
 			provider.stats.streams_completed++;
@@ -1627,8 +2076,8 @@ static void complete_request(void *cls, struct MHD_Connection *connection, void 
 		pthread_mutex_unlock(&provider.lock);
 		if (code != MHD_REQUEST_TERMINATED_COMPLETED_OK)
 			log_repeated(&provider.logged_cut, "cut streams",
-				     "stream chatcmpl-mock-%" PRIu64 " cut before its end: %s",
-				     context->request_id, termination_reason(code));
+				     "stream %s cut before its end: %s", id,
+				     termination_reason(code));
 	}
 	strbuf_free(&context->body);
 	free(context);
@@ -1646,14 +2095,18 @@ enum option_id {
 	OPT_SEED,
 	OPT_CHUNK_DELAY_US,
 	OPT_TOKENS_PER_CHUNK,
+	OPT_STYLE,
+	OPT_INJECT_429_AT,
+	OPT_RETRY_AFTER,
 	OPT_HELP,
 };
 
 static void print_help(void)
 {
 	printf("Usage: " PROGRAM_NAME " [OPTION]...\n"
-	       "Serve a mock OpenAI-compatible Chat Completions API on a loopback address,\n"
-	       "enforcing requests-per-minute and tokens-per-minute quotas like a provider.\n"
+	       "Serve a mock OpenAI-compatible Chat Completions API or Anthropic Messages API\n"
+	       "on a loopback address, enforcing requests-per-minute and tokens-per-minute\n"
+	       "quotas like a provider.\n"
 	       "\n"
 	       "Options:\n"
 	       "  --host ADDR            address to listen on: an IPv4 address in 127.0.0.0/8,\n"
@@ -1671,14 +2124,28 @@ static void print_help(void)
 	       "                         0 to 10000000 (default 2000)\n"
 	       "  --tokens-per-chunk N   completion tokens per streamed content chunk, 1 to 4096\n"
 	       "                         (default 4)\n"
+	       "  --style STYLE          API, streams and rate-limit headers: openai\n"
+	       "                         (x-ratelimit-*) or anthropic (anthropic-ratelimit-*)\n"
+	       "                         (default openai)\n"
+	       "  --inject-429-at S      respond with 429 to the first valid request at or after\n"
+	       "                         S seconds since the start, whatever the quota contains,\n"
+	       "                         0 to %d (default: never)\n"
+	       "  --retry-after S        retry time of the injected 429 in seconds, 1 to %d\n"
+	       "                         (default 5)\n"
 	       "  --help                 print this help and exit\n"
 	       "\n"
 	       "Endpoints:\n"
-	       "  POST /v1/chat/completions  Chat Completions with model, messages, max_tokens or\n"
-	       "                             max_completion_tokens (1 to %d, required), stream\n"
-	       "                             and stream_options.include_usage; content must be a\n"
-	       "                             string; other fields are ignored\n"
+	       "  POST /v1/chat/completions  openai style: Chat Completions with model, messages,\n"
+	       "                             max_tokens or max_completion_tokens (1 to %d,\n"
+	       "                             required), stream and\n"
+	       "                             stream_options.include_usage.\n"
+	       "  POST /v1/messages          anthropic style: Messages with model, system,\n"
+	       "                             messages, max_tokens (required) and stream.\n"
+	       "                             In both, content must be a string and other fields\n"
+	       "                             are ignored.\n"
 	       "  GET /stats                 counters as one JSON object\n"
+	       "  GET /requests              each API request's arrival time (CLOCK_MONOTONIC\n"
+	       "                             microseconds), status and x-demo-granted-at-us\n"
 	       "\n"
 	       "Token accounting:\n"
 	       "  prompt_tokens     = sum over messages of (ceil(content_bytes / 4) + 4), where\n"
@@ -1690,14 +2157,16 @@ static void print_help(void)
 	       "\n"
 	       "A request is admitted only if 1 request and its total_tokens fit in both buckets\n"
 	       "at arrival; both are then charged. Otherwise the answer is 429 with retry-after\n"
-	       "(seconds, rounded up) and retry-after-ms; a request whose total_tokens exceeds\n"
-	       "--tpm gets 429 without them, because waiting cannot help. Each stream lasts about\n"
-	       "ceil(completion_tokens / tokens-per-chunk) * chunk-delay-us.\n"
+	       "(seconds, rounded up) and, in the openai style, retry-after-ms; a request whose\n"
+	       "total_tokens exceeds --tpm gets 429 without them, because waiting cannot help.\n"
+	       "The injected 429 charges nothing and is counted apart, in injected_429s. Each\n"
+	       "stream lasts about ceil(completion_tokens / tokens-per-chunk) * chunk-delay-us.\n"
 	       "\n"
 	       "SIGTERM or SIGINT stops the server, which then prints the counters as one JSON\n"
 	       "line on standard output. Logs go to standard error. Exit status: 0 after a clean\n"
 	       "stop, 1 on a runtime error, 2 on an invalid command line.\n",
-	       MAX_LIMIT_PER_MINUTE, MAX_LIMIT_PER_MINUTE, MAX_COMPLETION_TOKENS);
+	       MAX_LIMIT_PER_MINUTE, MAX_LIMIT_PER_MINUTE, MAX_INJECT_SECONDS, MAX_INJECT_SECONDS,
+	       MAX_COMPLETION_TOKENS);
 }
 
 static void exit_usage_error(const char *format, ...)
@@ -1780,6 +2249,9 @@ static void parse_options(int argc, char **argv, struct options *opt)
 	    {"seed", required_argument, NULL, OPT_SEED},
 	    {"chunk-delay-us", required_argument, NULL, OPT_CHUNK_DELAY_US},
 	    {"tokens-per-chunk", required_argument, NULL, OPT_TOKENS_PER_CHUNK},
+	    {"style", required_argument, NULL, OPT_STYLE},
+	    {"inject-429-at", required_argument, NULL, OPT_INJECT_429_AT},
+	    {"retry-after", required_argument, NULL, OPT_RETRY_AFTER},
 	    {"help", no_argument, NULL, OPT_HELP},
 	    {NULL, 0, NULL, 0},
 	};
@@ -1794,6 +2266,9 @@ static void parse_options(int argc, char **argv, struct options *opt)
 	    .seed = 1,
 	    .chunk_delay_us = 2000,
 	    .tokens_per_chunk = 4,
+	    .style = STYLE_OPENAI,
+	    .inject_429_at_s = -1,
+	    .retry_after_s = 5,
 	};
 	opterr = 0;
 	while ((option = getopt_long(argc, argv, ":", long_options, NULL)) != -1) {
@@ -1830,6 +2305,25 @@ static void parse_options(int argc, char **argv, struct options *opt)
 		case OPT_TOKENS_PER_CHUNK:
 			opt->tokens_per_chunk = (int64_t)parse_integer_option(
 			    "--tokens-per-chunk", optarg, 1, 4096, "tokens");
+			break;
+		case OPT_STYLE:
+			if (strcmp(optarg, "openai") == 0)
+				opt->style = STYLE_OPENAI;
+			else if (strcmp(optarg, "anthropic") == 0)
+				opt->style = STYLE_ANTHROPIC;
+			else
+				exit_usage_error("invalid value '%s' for --style: expected openai "
+						 "or anthropic",
+						 optarg);
+			break;
+		case OPT_INJECT_429_AT:
+			opt->inject_429_at_s = (int64_t)parse_integer_option(
+			    "--inject-429-at", optarg, 0, MAX_INJECT_SECONDS,
+			    "seconds since the start");
+			break;
+		case OPT_RETRY_AFTER:
+			opt->retry_after_s = (int64_t)parse_integer_option(
+			    "--retry-after", optarg, 1, MAX_INJECT_SECONDS, "seconds");
 			break;
 		case OPT_HELP:
 			print_help();
@@ -1940,6 +2434,14 @@ int main(int argc, char **argv)
 	sigaction(SIGPIPE, &ignore, NULL);
 
 	pthread_mutex_init(&provider.lock, NULL);
+	provider.records = calloc(MAX_REQUEST_RECORDS, sizeof(*provider.records));
+	if (provider.records == NULL) {
+		log_message("out of memory for %d request records", MAX_REQUEST_RECORDS);
+		return 1;
+	}
+	provider.started_ns = monotonic_ns();
+	provider.inject_429_pending = provider.opt.inject_429_at_s >= 0;
+	provider.stats.injected_429_at_ns = -1;
 	provider.rng_state = provider.opt.seed;
 	bucket_init(&provider.requests, provider.opt.rpm, monotonic_ns());
 	bucket_init(&provider.tokens, provider.opt.tpm, monotonic_ns());
@@ -1951,10 +2453,16 @@ int main(int argc, char **argv)
 		MHD_stop_daemon(daemon);
 		return 1;
 	}
-	log_message("listening on %s port %u: rpm %" PRId64 ", tpm %" PRId64 ", seed %" PRIu64
-		    ", chunk delay %" PRId64 " us, %" PRId64 " tokens per chunk",
-		    provider.opt.host, port, provider.opt.rpm, provider.opt.tpm, provider.opt.seed,
-		    provider.opt.chunk_delay_us, provider.opt.tokens_per_chunk);
+	log_message("listening on %s port %u: %s style, rpm %" PRId64 ", tpm %" PRId64
+		    ", seed %" PRIu64 ", chunk delay %" PRId64 " us, %" PRId64 " tokens per chunk",
+		    provider.opt.host, port,
+		    provider.opt.style == STYLE_ANTHROPIC ? "anthropic" : "openai", provider.opt.rpm,
+		    provider.opt.tpm, provider.opt.seed, provider.opt.chunk_delay_us,
+		    provider.opt.tokens_per_chunk);
+	if (provider.opt.inject_429_at_s >= 0)
+		log_message("will respond to the first request at or after %" PRId64
+			    " s with 429, retry after %" PRId64 " s",
+			    provider.opt.inject_429_at_s, provider.opt.retry_after_s);
 
 	while (sigwait(&stop_signals, &signal_number) != 0)
 		;
@@ -1963,9 +2471,10 @@ int main(int argc, char **argv)
 
 	format_stats_json(&provider, &stats);
 	log_message("stopped: %" PRIu64 " admitted, %" PRIu64 " rate-limited (429), %" PRIu64
-		    " invalid, %" PRIu64 " streams completed, %" PRIu64 " streams cut",
+		    " injected 429, %" PRIu64 " invalid, %" PRIu64 " streams completed, %" PRIu64
+		    " streams cut",
 		    provider.stats.requests_admitted, provider.stats.requests_rate_limited,
-		    provider.stats.requests_invalid, provider.stats.streams_completed,
+		    provider.stats.injected_429s, provider.stats.requests_invalid, provider.stats.streams_completed,
 		    provider.stats.streams_cut);
 	if (stats.failed) {
 		log_message("out of memory while formatting the stats");
@@ -1974,6 +2483,7 @@ int main(int argc, char **argv)
 	printf("%s\n", stats.data);
 	fflush(stdout);
 	strbuf_free(&stats);
+	free(provider.records);
 	pthread_mutex_destroy(&provider.lock);
 	return 0;
 }

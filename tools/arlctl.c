@@ -175,14 +175,16 @@ static void print_bucket_json(const struct arl_bucket_stats *s, bool first)
 	       "\"waited_ns\": %llu, \"released\": %llu, \"refunded_tokens\": %llu, "
 	       "\"overage_tokens\": %llu, \"fallback_releases\": %llu, \"fallback_tokens\": %llu, "
 	       "\"canceled\": %llu, \"reclaimed_dead\": %llu, \"reclaimed_idle\": %llu, "
-	       "\"reclaimed_admin\": %llu, \"errors\": %llu, \"waiters\": %u}",
+	       "\"reclaimed_admin\": %llu, \"errors\": %llu, \"waiters\": %u, "
+	       "\"provider_429s\": %llu, \"blocked_until_ns\": %llu}",
 	       (unsigned long long)s->granted, (unsigned long long)s->granted_tokens,
 	       (unsigned long long)s->rejected, (unsigned long long)s->waited_ns,
 	       (unsigned long long)s->released, (unsigned long long)s->refunded_tokens,
 	       (unsigned long long)s->overage_tokens, (unsigned long long)s->fallback_releases,
 	       (unsigned long long)s->fallback_tokens, (unsigned long long)s->canceled,
 	       (unsigned long long)s->reclaimed_dead, (unsigned long long)s->reclaimed_idle,
-	       (unsigned long long)s->reclaimed_admin, (unsigned long long)s->errors, s->queued);
+	       (unsigned long long)s->reclaimed_admin, (unsigned long long)s->errors, s->queued,
+	       (unsigned long long)s->provider_429s, (unsigned long long)s->blocked_until_ns);
 }
 
 static void print_bucket_text(const struct arl_bucket_stats *s)
@@ -212,6 +214,8 @@ static void print_bucket_text(const struct arl_bucket_stats *s)
 	printf("  reclaimed  %llu dead owner, %llu idle, %llu released by an operator\n",
 	       (unsigned long long)s->reclaimed_dead, (unsigned long long)s->reclaimed_idle,
 	       (unsigned long long)s->reclaimed_admin);
+	printf("  provider   %llu 429s reported%s\n", (unsigned long long)s->provider_429s,
+	       s->blocked_until_ns ? "; blocked by a 429 now" : "");
 }
 
 static int cmd_buckets(const struct listing *l)
