@@ -149,6 +149,7 @@ ARL_API const char *arl_strerror(int code)
  * ------------------------------------------------------------------------ */
 
 #define ARL_NAME_MAX 63		    /* bytes of a bucket name, without the NUL */
+#define ARL_PROFILE_MAX 15	    /* bytes of a provider profile name, without the NUL */
 #define ARL_SHM_NAME_MAX 200	    /* bytes of a segment name, without the NUL */
 #define ARL_MAX_LIMITS 4	    /* limits per bucket */
 #define ARL_CACHE_LINE 64	    /* bytes */
@@ -313,6 +314,9 @@ struct arl_shm_bucket {
 	uint32_t config_index;	    /* 0 or 1: the record in use */
 	uint32_t reserved;
 	char name[ARL_NAME_MAX + 1];
+	char profile[ARL_PROFILE_MAX + 1]; /* provider profile, "" for none */
+	uint32_t account_index;		   /* account bucket's index + 1; 0: none */
+	uint32_t account_gen;		   /* and its gen when this bucket was made */
 	struct arl_shm_bucket_config config[2];
 
 	/* Hot words changed by reservations. */
@@ -1487,6 +1491,10 @@ struct arl_bucket_config {
 	struct arl_limit_config limits[ARL_MAX_LIMITS];
 	uint32_t max_inflight; /* 0: no cap */
 	uint32_t flags;	       /* ARL_BUCKET_* */
+	/* Set at creation only (arl_bucket_set_limits() ignores them). */
+	const char *profile; /* provider profile for clients, e.g. "openai"; NULL: none */
+	const char *account; /* an existing bucket that every reservation here also
+			      * charges (arl_bucket_chain()); NULL: none */
 };
 
 ARL_API int arl_impl_check_name(const char *name)
@@ -1517,6 +1525,15 @@ ARL_API int arl_bucket_config_check(const struct arl_bucket_config *config)
 		return rc;
 	if (config->nlimits > ARL_MAX_LIMITS || (config->flags & ~ARL_BUCKET_KNOWN_FLAGS))
 		return ARL_EINVAL;
+	if (config->profile && strnlen(config->profile, ARL_PROFILE_MAX + 1) > ARL_PROFILE_MAX)
+		return ARL_ENAMETOOLONG;
+	if (config->account) {
+		rc = arl_impl_check_name(config->account);
+		if (rc != 0)
+			return rc;
+		if (strcmp(config->account, config->name) == 0)
+			return ARL_EINVAL; /* a bucket cannot be its own account */
+	}
 	for (i = 0; i < config->nlimits; i++) {
 		const struct arl_limit_config *l = &config->limits[i];
 
@@ -1600,12 +1617,17 @@ ARL_API void arl_impl_fill_config(struct arl_shm_bucket_config *rec,
 }
 
 ARL_API void arl_impl_fill_bucket(struct arl_shm_bucket *b, const struct arl_bucket_config *c,
-				  uint64_t now)
+				  const struct arl_bucket *account, uint64_t now)
 {
 	uint32_t i;
 
 	memset(b->name, 0, sizeof(b->name));
 	memcpy(b->name, c->name, strlen(c->name));
+	memset(b->profile, 0, sizeof(b->profile));
+	if (c->profile)
+		memcpy(b->profile, c->profile, strlen(c->profile));
+	b->account_index = account ? account->index + 1 : 0;
+	b->account_gen = account ? account->gen : 0;
 	memset(b->config, 0, sizeof(b->config));
 	arl_impl_fill_config(&b->config[0], c);
 	b->config_index = 0;
@@ -1687,13 +1709,17 @@ ARL_API void arl_impl_admin_unlock(struct arl *arl)
 /*
  * Creates a bucket. Bucket creation is an administrative act (arld, arlctl,
  * tests, embedded use): concurrent creators are serialized by an OFD lock on
- * byte 1 of the segment, so a name is never created twice. Returns 0 and the
- * handle, ARL_EEXIST (with the existing bucket's handle) or ARL_ETABLEFULL.
+ * byte 1 of the segment, so a name is never created twice. An account bucket
+ * named by config->account must exist already, which also keeps accounts
+ * free of cycles. Returns 0 and the handle, ARL_EEXIST (with the existing
+ * bucket's handle), ARL_ENOENT when the account bucket does not exist, or
+ * ARL_ETABLEFULL.
  */
 ARL_API int arl_bucket_create(struct arl *arl, const struct arl_bucket_config *config,
 			      struct arl_bucket *out)
 {
 	struct arl_shm_bucket *buckets;
+	struct arl_bucket account = {0, 0};
 	uint32_t i, free_index = UINT32_MAX;
 	int rc;
 
@@ -1713,6 +1739,10 @@ ARL_API int arl_bucket_create(struct arl *arl, const struct arl_bucket_config *c
 		rc = ARL_EEXIST;
 		goto out;
 	}
+	if (config->account && arl_bucket_find(arl, config->account, &account) != 0) {
+		rc = ARL_ENOENT; /* the account bucket must exist first */
+		goto out;
+	}
 	buckets = arl_impl_buckets(arl);
 	arl_impl_recycle_buckets(arl);
 	for (i = 0; i < arl->header->bucket_capacity && free_index == UINT32_MAX; i++)
@@ -1724,7 +1754,8 @@ ARL_API int arl_bucket_create(struct arl *arl, const struct arl_bucket_config *c
 	}
 
 	arl_store_relaxed(&buckets[free_index].state, ARL_BUCKET_BUSY);
-	arl_impl_fill_bucket(&buckets[free_index], config, arl_now(arl));
+	arl_impl_fill_bucket(&buckets[free_index], config, config->account ? &account : NULL,
+			     arl_now(arl));
 	arl_store_relaxed(&buckets[free_index].gen, buckets[free_index].gen + 1);
 	/* Paired with the acquire load in arl_impl_bucket_named() and
 	 * arl_impl_bucket(): a finder sees the whole configuration. */
@@ -1931,6 +1962,39 @@ ARL_API void arl_impl_wake_all(struct arl_shm_bucket *b)
 	arl_impl_futex(&b->queue_head, FUTEX_WAKE, INT_MAX, NULL);
 	__atomic_fetch_add(&b->wake_seq, 1, __ATOMIC_SEQ_CST);
 	arl_impl_futex(&b->wake_seq, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+/*
+ * Fills chain[] with a bucket and the account buckets it charges in turn
+ * (its account, that bucket's account, and so on), ready for
+ * arl_reserve_chain(). *n is the chain's length, 1 for a bucket without an
+ * account. Returns 0; ARL_ESTALE when the bucket or an account in its chain
+ * was removed (recreate the bucket to link it to the new account); or
+ * ARL_EOVERFLOW when the chain is longer than ARL_MAX_CHAIN.
+ */
+ARL_API int arl_bucket_chain(const struct arl *arl, struct arl_bucket bucket,
+			     struct arl_bucket chain[ARL_MAX_CHAIN], uint32_t *n)
+{
+	const struct arl_shm_bucket *b;
+
+	if (!arl || !chain || !n)
+		return ARL_EINVAL;
+	*n = 0;
+	for (;;) {
+		uint32_t account;
+
+		b = arl_impl_bucket(arl, bucket.index, bucket.gen);
+		if (!b)
+			return ARL_ESTALE;
+		if (*n == ARL_MAX_CHAIN)
+			return ARL_EOVERFLOW;
+		chain[(*n)++] = bucket;
+		account = arl_load_relaxed(&b->account_index);
+		if (account == 0)
+			return 0;
+		bucket.index = account - 1;
+		bucket.gen = arl_load_relaxed(&b->account_gen);
+	}
 }
 
 /*
@@ -3206,6 +3270,8 @@ struct arl_bucket_stats {
 	uint64_t reclaimed_admin; /* released by an operator */
 	uint64_t provider_429s;	  /* 429 responses reported by clients */
 	uint64_t blocked_until_ns; /* arl clock: a 429 blocks the bucket until then; 0: not */
+	char profile[ARL_PROFILE_MAX + 1]; /* provider profile, "" for none */
+	char account[ARL_NAME_MAX + 1];	   /* account bucket's name, "" for none or removed */
 };
 
 /* Units of a limit available at now: (tolerance - (tat - now)) / cost(1). */
@@ -3273,6 +3339,15 @@ ARL_API int arl_bucket_stats(const struct arl *arl, struct arl_bucket bucket,
 	out->inflight_repaired = arl_load_relaxed(&s->inflight_repaired);
 	out->queued = arl_load_relaxed(&b->queue_tail) - arl_load_relaxed(&b->queue_head);
 	out->reclaimed_admin = arl_load_relaxed(&s->reclaimed_admin);
+	memcpy(out->profile, b->profile, ARL_PROFILE_MAX);
+	if (arl_load_relaxed(&b->account_index) != 0) {
+		const struct arl_shm_bucket *a =
+			arl_impl_bucket(arl, arl_load_relaxed(&b->account_index) - 1,
+					arl_load_relaxed(&b->account_gen));
+
+		if (a)
+			memcpy(out->account, a->name, ARL_NAME_MAX);
+	}
 	out->provider_429s = arl_load_relaxed(&s->provider_429s);
 	out->blocked_until_ns = arl_load_relaxed(&b->blocked_until_ns);
 	if (out->blocked_until_ns <= now)

@@ -114,12 +114,44 @@ static void compare_bucket(struct arl *arl, const struct arld_bucket_spec *spec)
 
 /* Adds the configured buckets; an existing bucket of the same name is kept
  * as it is, with its live state. */
+/* Returns how many account links lead from a bucket of the configuration
+ * to one without an account (checked acyclic when the file was loaded). */
+static uint32_t account_depth(const struct arld_config *config, const struct arld_bucket_spec *b)
+{
+	uint32_t depth = 0, i;
+
+	while (b->account[0] && depth < ARL_MAX_CHAIN) {
+		for (i = 0; i < config->nbuckets; i++)
+			if (strcmp(config->buckets[i].name, b->account) == 0)
+				break;
+		if (i == config->nbuckets)
+			break;
+		b = &config->buckets[i];
+		depth++;
+	}
+	return depth;
+}
+
+/* Returns the index of the configured bucket to create in position `nth`:
+ * accounts before the buckets that charge them. */
+static uint32_t creation_order(const struct arld_config *config, uint32_t nth)
+{
+	uint32_t depth, i, seen = 0;
+
+	for (depth = 0; depth <= ARL_MAX_CHAIN; depth++)
+		for (i = 0; i < config->nbuckets; i++)
+			if (account_depth(config, &config->buckets[i]) == depth && seen++ == nth)
+				return i;
+	return nth;
+}
+
 static int create_buckets(struct arl *arl, const struct arld_config *config)
 {
-	uint32_t i;
+	uint32_t n;
 
-	for (i = 0; i < config->nbuckets; i++) {
+	for (n = 0; n < config->nbuckets; n++) {
 		struct arl_bucket handle;
+		uint32_t i = creation_order(config, n);
 		int rc = arl_bucket_create(arl, &config->buckets[i].config, &handle);
 
 		if (rc == ARL_EEXIST) {
@@ -142,6 +174,8 @@ static int create_buckets(struct arl *arl, const struct arld_config *config)
 
 static const char *reason_name(enum arl_reclaim_reason reason)
 {
+	if (reason == ARL_RECLAIM_ADMIN)
+		return "released by an operator";
 	return reason == ARL_RECLAIM_IDLE ? "idle past reservation_ttl" : "owner died";
 }
 
@@ -285,7 +319,7 @@ static void reload(struct arl *arl, const char *path, uint64_t *reloads)
 		return;
 	}
 	for (i = 0; i < fresh.nbuckets; i++)
-		reload_bucket(arl, &fresh.buckets[i]);
+		reload_bucket(arl, &fresh.buckets[creation_order(&fresh, i)]);
 	warn_unlisted_buckets(arl, &fresh);
 	state = arld_state_build(arl, &fresh, *reloads + 1);
 	if (!state) {

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include "config.h"
 
+#include <arl/headers.h>
+
 #include <grp.h>
 #include <ini.h>
 
@@ -293,11 +295,35 @@ static int limit_key(struct load_state *st, const char *section, struct arl_buck
 /* Applies one key of a [bucket:NAME] section to bc. Returns 1, or 0 with
  * st->error set, as inih handlers do. */
 static int apply_bucket_key(struct load_state *st, const char *section,
-			    struct arl_bucket_config *bc, const char *key, const char *value)
+			    struct arl_bucket_config *bc, char *profile, char *account,
+			    const char *key, const char *value)
 {
+	enum arl_provider provider;
 	uint64_t n;
 	int rc;
 
+	if (strcmp(key, "provider") == 0) {
+		if (arl_provider_from_name(value, &provider) != 0)
+			return fail(st, section, key, value,
+				    "openai, azure, anthropic, groq, mistral, together or gemini");
+		snprintf(profile, ARL_PROFILE_MAX + 1, "%s", arl_provider_name(provider));
+		bc->profile = profile;
+		return 1;
+	}
+	if (strcmp(key, "account") == 0) {
+		if (arl_impl_check_name(value) != 0)
+			return fail(st, section, key, value, "the name of another bucket");
+		snprintf(account, ARL_NAME_MAX + 1, "%s", value);
+		bc->account = account;
+		return 1;
+	}
+	if (strcmp(key, "discover") == 0) {
+		if (strcmp(value, "yes") && strcmp(value, "no"))
+			return fail(st, section, key, value, "yes or no");
+		bc->flags = strcmp(value, "yes") == 0 ? bc->flags | ARL_BUCKET_DISCOVER
+						       : bc->flags & ~ARL_BUCKET_DISCOVER;
+		return 1;
+	}
 	if (strcmp(key, "max_inflight") == 0) {
 		if (parse_u64(value, UINT32_MAX, &n) != 0)
 			return fail(st, section, key, value, "a whole number (0: no cap)");
@@ -324,7 +350,8 @@ static int apply_bucket_key(struct load_state *st, const char *section,
 	snprintf(st->error, st->error_size,
 		 "[%s] %s: unknown key; use <unit>_per_<window> (units requests, tokens, "
 		 "input_tokens, output_tokens; windows second, minute, hour, day), optionally "
-		 "with _burst or _headroom after it, max_inflight, refund or overage",
+		 "with _burst or _headroom after it, max_inflight, refund, overage, provider, "
+		 "account or discover",
 		 section, key);
 	return 0;
 }
@@ -345,18 +372,22 @@ static int bucket_key(struct load_state *st, const char *section, const char *ke
 		snprintf(st->error, st->error_size, "[%s]: out of memory", section);
 		return 0;
 	}
-	return apply_bucket_key(st, section, &spec->config, key, value);
+	return apply_bucket_key(st, section, &spec->config, spec->profile, spec->account, key,
+				value);
 }
 
 int arld_config_bucket_key(struct arl_bucket_config *config, const char *key, const char *value,
 			   char *error, size_t error_size)
 {
+	/* The strings a config points at must outlive the call: arlctl, the only
+	 * caller, builds one bucket configuration at a time. */
+	static char profile[ARL_PROFILE_MAX + 1], account[ARL_NAME_MAX + 1];
 	struct load_state st = {NULL, false, error, error_size, NULL};
 	char section[ARL_NAME_MAX + 16];
 
 	snprintf(section, sizeof(section), "bucket:%s", config->name ? config->name : "");
 	error[0] = '\0';
-	return apply_bucket_key(&st, section, config, key, value) == 1 ? 0 : -1;
+	return apply_bucket_key(&st, section, config, profile, account, key, value) == 1 ? 0 : -1;
 }
 
 static int on_entry_checked(struct load_state *st, const char *section, const char *key,
@@ -409,6 +440,49 @@ int arld_config_bucket_check(const struct arl_bucket_config *bc, char *error, si
 	return 0;
 }
 
+/* Returns the index of the bucket of that name, or -1. */
+static int find_spec(const struct arld_config *c, const char *name)
+{
+	uint32_t i;
+
+	for (i = 0; i < c->nbuckets; i++)
+		if (strcmp(c->buckets[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* Checks that each account names a bucket of the file, and that following
+ * accounts from any bucket ends within ARL_MAX_CHAIN buckets (no cycle). */
+static int check_accounts(const struct arld_config *c, char *error, size_t error_size)
+{
+	uint32_t i, length;
+
+	for (i = 0; i < c->nbuckets; i++) {
+		const struct arld_bucket_spec *b = &c->buckets[i];
+
+		for (length = 1; b->account[0]; length++) {
+			int next = find_spec(c, b->account);
+
+			if (next < 0) {
+				snprintf(error, error_size,
+					 "bucket %s: account = %s names no bucket of this file; add "
+					 "a [bucket:%s] section",
+					 b->name, b->account, b->account);
+				return -1;
+			}
+			if (length == ARL_MAX_CHAIN) {
+				snprintf(error, error_size,
+					 "bucket %s: its accounts form a cycle or a chain longer than "
+					 "%d buckets",
+					 c->buckets[i].name, ARL_MAX_CHAIN);
+				return -1;
+			}
+			b = &c->buckets[next];
+		}
+	}
+	return 0;
+}
+
 /* Checks each bucket once the whole file is read, and points the configs at
  * their names (realloc may have moved them). */
 static int check_buckets(struct load_state *st)
@@ -417,10 +491,16 @@ static int check_buckets(struct load_state *st)
 	uint32_t i;
 
 	for (i = 0; i < c->nbuckets; i++) {
-		c->buckets[i].config.name = c->buckets[i].name;
-		if (arld_config_bucket_check(&c->buckets[i].config, st->error, st->error_size) != 0)
+		struct arld_bucket_spec *b = &c->buckets[i];
+
+		b->config.name = b->name;
+		b->config.profile = b->profile[0] ? b->profile : NULL;
+		b->config.account = b->account[0] ? b->account : NULL;
+		if (arld_config_bucket_check(&b->config, st->error, st->error_size) != 0)
 			return -1;
 	}
+	if (check_accounts(c, st->error, st->error_size) != 0)
+		return -1;
 	if ((c->mode & 0070) && !c->has_group) {
 		snprintf(st->error, st->error_size,
 			 "mode %#o gives a group access but no group is set; add group = NAME",

@@ -20,6 +20,9 @@
  *   max_inflight = 64           ; 0: no cap
  *   refund = yes                ; no: unused tokens never come back
  *   overage = charge            ; ignore: usage above the estimate is not charged
+ *   provider = openai           ; profile clients use to read the provider's headers
+ *   account = org               ; a bucket every reservation here also charges
+ *   discover = no               ; yes: learn the limits from the first response
  */
 #ifndef ARL_CONFIG_H
 #define ARL_CONFIG_H
@@ -28,7 +31,9 @@
 
 struct arld_bucket_spec {
 	char name[ARL_NAME_MAX + 1];
-	struct arl_bucket_config config; /* config.name points at name above */
+	char profile[ARL_PROFILE_MAX + 1]; /* "" for none */
+	char account[ARL_NAME_MAX + 1];	   /* "" for none */
+	struct arl_bucket_config config; /* config.name, .profile and .account point above */
 };
 
 struct arld_config {

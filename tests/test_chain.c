@@ -369,6 +369,69 @@ START_TEST(limit_changes_race_reservations)
 }
 END_TEST
 
+/* A bucket created with an account: arl_bucket_chain() follows the links,
+ * the listing names the account and the profile, and the links are checked
+ * at creation. */
+START_TEST(account_links_form_the_chain)
+{
+	char seg[64];
+	struct arl *arl;
+	struct arl_bucket org, chain[ARL_MAX_CHAIN], model, stale;
+	struct arl_bucket_config c;
+	struct arl_bucket_stats s;
+	struct arl_reservation res;
+	uint32_t n = 0;
+
+	test_segment_name(seg, sizeof(seg), "chain-account");
+	arl = test_create(seg, 64);
+	org = tokens_bucket(arl, "org", 100000, 0);
+	memset(&c, 0, sizeof(c));
+	c.name = "gpt";
+	c.nlimits = 1;
+	c.limits[0].unit = ARL_UNIT_TOKENS;
+	c.limits[0].amount = 1000;
+	c.limits[0].window_ns = MINUTE_NS;
+	c.profile = "openai";
+	c.account = "org";
+	ck_assert_int_eq(arl_bucket_create(arl, &c, &model), 0);
+
+	ck_assert_int_eq(arl_bucket_chain(arl, model, chain, &n), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_uint_eq(chain[0].index, model.index);
+	ck_assert_uint_eq(chain[1].index, org.index);
+	ck_assert_int_eq(arl_bucket_chain(arl, org, chain, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	s = test_stats(arl, model);
+	ck_assert_str_eq(s.profile, "openai");
+	ck_assert_str_eq(s.account, "org");
+
+	/* The chain charges both buckets. */
+	ck_assert_int_eq(arl_bucket_chain(arl, model, chain, &n), 0);
+	ck_assert_int_eq(reserve_chain(arl, chain, n, 600, &res), 0);
+	ck_assert_uint_eq(test_available(arl, org, 0), 100000 - 600);
+
+	/* Links are checked: a missing account, the bucket itself, a long
+	 * profile name. */
+	c.name = "claude";
+	c.account = "nobody";
+	ck_assert_int_eq(arl_bucket_create(arl, &c, &stale), ARL_ENOENT);
+	c.account = "claude";
+	ck_assert_int_eq(arl_bucket_create(arl, &c, &stale), ARL_EINVAL);
+	c.account = NULL;
+	c.profile = "a-profile-name-too-long";
+	ck_assert_int_eq(arl_bucket_create(arl, &c, &stale), ARL_ENAMETOOLONG);
+
+	/* Removing the account makes the chain stale, not shorter: a chain
+	 * that silently lost its account would stop charging it. */
+	ck_assert_int_eq(arl_release(arl, &res, NULL), 0);
+	ck_assert_int_eq(arl_bucket_remove(arl, org), 0);
+	ck_assert_int_eq(arl_bucket_chain(arl, model, chain, &n), ARL_ESTALE);
+	ck_assert_str_eq(test_stats(arl, model).account, "");
+	arl_detach(arl);
+	shm_unlink(seg);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("chain");
@@ -385,6 +448,7 @@ int main(void)
 	tcase_add_test(tc, rate_change_keeps_tokens_owed);
 	tcase_add_test(tc, limit_change_checks_shape);
 	tcase_add_test(tc, limit_changes_race_reservations);
+	tcase_add_test(tc, account_links_form_the_chain);
 	suite_add_tcase(suite, tc);
 	return test_run(suite);
 }

@@ -159,6 +159,11 @@ static void print_bucket_json(const struct arl_bucket_stats *s, bool first)
 
 	printf("%s{\"name\": ", first ? "" : ", ");
 	arlctl_json_string(s->name);
+	printf(", \"provider\": ");
+	arlctl_json_string(s->profile);
+	printf(", \"account\": ");
+	arlctl_json_string(s->account);
+	printf(", \"discover\": %s", (s->flags & ARL_BUCKET_DISCOVER) ? "true" : "false");
 	printf(", \"inflight\": %u, \"max_inflight\": %u, \"refund\": %s, \"overage\": \"%s\", "
 	       "\"limits\": [",
 	       s->inflight, s->max_inflight, (s->flags & ARL_BUCKET_NO_REFUND) ? "false" : "true",
@@ -192,6 +197,9 @@ static void print_bucket_text(const struct arl_bucket_stats *s)
 	uint32_t i;
 
 	printf("%s\n", s->name);
+	if (s->profile[0] || s->account[0])
+		printf("  provider   %s, account %s\n", s->profile[0] ? s->profile : "(none)",
+		       s->account[0] ? s->account : "(none)");
 	if (s->max_inflight)
 		printf("  in flight  %u of %u\n", s->inflight, s->max_inflight);
 	else

@@ -144,14 +144,19 @@ static int wait_child(pid_t pid)
 static int reserve(struct arl *arl, const struct run_options *o, struct arl_reservation *res)
 {
 	struct arl_request req = {o->tokens, 0, (uint64_t)getpid()};
-	struct arl_bucket bucket;
+	struct arl_bucket bucket, chain[ARL_MAX_CHAIN];
+	uint32_t n;
 	int rc = arl_bucket_find(arl, o->bucket, &bucket);
 
+	if (rc == 0)
+		rc = arl_bucket_chain(arl, bucket, chain, &n);
 	if (rc != 0) {
 		fprintf(stderr, "arlctl run: bucket %s: %s\n", o->bucket, arl_strerror(rc));
 		return 1;
 	}
-	rc = arl_reserve_wait(arl, bucket, &req, arl_now(arl) + (uint64_t)(o->wait_s * 1e9), res);
+	/* The bucket and the account buckets it charges, all or nothing. */
+	rc = arl_reserve_chain_wait(arl, chain, n, &req,
+				    arl_now(arl) + (uint64_t)(o->wait_s * 1e9), res);
 	if (rc == ARL_ETIMEDOUT || rc == ARL_EAGAIN) {
 		fprintf(stderr, "arlctl run: bucket %s had no room for %llu tokens within %.1f s\n",
 			o->bucket, (unsigned long long)o->tokens, o->wait_s);
