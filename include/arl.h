@@ -313,8 +313,17 @@ struct arl_shm_bucket {
 	uint32_t gen;		    /* bumped each time the slot is (re)used */
 	uint32_t config_index;	    /* 0 or 1: the record in use */
 	uint32_t reserved;
-	char name[ARL_NAME_MAX + 1];
-	char profile[ARL_PROFILE_MAX + 1]; /* provider profile, "" for none */
+	/* The name and the profile are read and written a word at a time with
+	 * atomic loads and stores (arl_impl_read_name()): a finder may read a
+	 * slot while a new bucket is being written into it. */
+	union {
+		char name[ARL_NAME_MAX + 1];
+		uint64_t name_words[(ARL_NAME_MAX + 1) / 8];
+	};
+	union {
+		char profile[ARL_PROFILE_MAX + 1]; /* provider profile, "" for none */
+		uint64_t profile_words[(ARL_PROFILE_MAX + 1) / 8];
+	};
 	uint32_t account_index;		   /* account bucket's index + 1; 0: none */
 	uint32_t account_gen;		   /* and its gen when this bucket was made */
 	struct arl_shm_bucket_config config[2];
@@ -371,6 +380,9 @@ struct arl_shm_bucket {
 #define ARL_MARK_INFLIGHT(c) (0x1u << (5 * (c)))
 #define ARL_MARK_LIMIT(c, i) (0x2u << (5 * (c) + (i)))
 #define ARL_MARKS_OF(c) (0x1fu << (5 * (c)))
+/* Set by the sweeper that counts a reclaim, so that one taking the slot
+ * over from a sweeper that died after counting does not count it again. */
+#define ARL_MARK_COUNTED 0x80000000u
 #define ARL_MARKS_INFLIGHT                                                                         \
 	(ARL_MARK_INFLIGHT(0) | ARL_MARK_INFLIGHT(1) | ARL_MARK_INFLIGHT(2) | ARL_MARK_INFLIGHT(3))
 
@@ -1439,7 +1451,8 @@ ARL_API int arl_impl_ensure_registered(struct arl *arl)
 	epoch = *arl->fork_epoch;
 	/* Acquire pairs with the release store of registered below, so a
 	 * thread that sees it sees process_index. */
-	if (__atomic_load_n(&arl->registered, __ATOMIC_ACQUIRE) && arl->epoch_seen == epoch)
+	if (__atomic_load_n(&arl->registered, __ATOMIC_ACQUIRE) &&
+	    __atomic_load_n(&arl->epoch_seen, __ATOMIC_RELAXED) == epoch)
 		return 0;
 
 	pthread_mutex_lock(&arl->register_lock);
@@ -1464,7 +1477,9 @@ ARL_API int arl_impl_ensure_registered(struct arl *arl)
 	if (arl->process_index == UINT32_MAX)
 		rc = arl_impl_register_locked(arl);
 	if (rc == 0) {
-		arl->epoch_seen = epoch;
+		/* Atomic: other threads of this process read it without the
+		 * lock, on their fast path above. */
+		__atomic_store_n(&arl->epoch_seen, epoch, __ATOMIC_RELAXED);
 		__atomic_store_n(&arl->registered, true, __ATOMIC_RELEASE);
 	}
 out:
@@ -1550,10 +1565,49 @@ ARL_API int arl_bucket_config_check(const struct arl_bucket_config *config)
 	return 0;
 }
 
+/* Copies words of a name stored as in struct arl_shm_bucket, with atomic
+ * loads; the copy is NUL-terminated. */
+ARL_API void arl_impl_read_words(const uint64_t *words, size_t nwords, char *out)
+{
+	size_t i;
+
+	for (i = 0; i < nwords; i++) {
+		uint64_t w = arl_load_relaxed(&words[i]);
+
+		memcpy(out + 8 * i, &w, sizeof(w));
+	}
+	out[8 * nwords - 1] = '\0';
+}
+
+ARL_API void arl_impl_write_words(uint64_t *words, size_t nwords, const char *text)
+{
+	char buf[ARL_NAME_MAX + 1];
+	size_t i;
+
+	memset(buf, 0, sizeof(buf));
+	memcpy(buf, text, strnlen(text, 8 * nwords - 1));
+	for (i = 0; i < nwords; i++) {
+		uint64_t w;
+
+		memcpy(&w, buf + 8 * i, sizeof(w));
+		arl_store_relaxed(&words[i], w);
+	}
+}
+
+/* Copies a bucket's name into out (ARL_NAME_MAX + 1 bytes). */
+ARL_API void arl_impl_read_name(const struct arl_shm_bucket *b, char *out)
+{
+	arl_impl_read_words(b->name_words, sizeof(b->name_words) / 8, out);
+}
+
 ARL_API bool arl_impl_bucket_named(struct arl_shm_bucket *b, const char *name)
 {
-	return arl_load_acquire(&b->state) == ARL_BUCKET_LIVE &&
-	       strncmp(b->name, name, sizeof(b->name)) == 0;
+	char copy[ARL_NAME_MAX + 1];
+
+	if (arl_load_acquire(&b->state) != ARL_BUCKET_LIVE)
+		return false;
+	arl_impl_read_name(b, copy);
+	return strncmp(copy, name, sizeof(copy)) == 0;
 }
 
 /*
@@ -1621,26 +1675,29 @@ ARL_API void arl_impl_fill_bucket(struct arl_shm_bucket *b, const struct arl_buc
 {
 	uint32_t i;
 
-	memset(b->name, 0, sizeof(b->name));
-	memcpy(b->name, c->name, strlen(c->name));
-	memset(b->profile, 0, sizeof(b->profile));
-	if (c->profile)
-		memcpy(b->profile, c->profile, strlen(c->profile));
+	arl_impl_write_words(b->name_words, sizeof(b->name_words) / 8, c->name);
+	arl_impl_write_words(b->profile_words, sizeof(b->profile_words) / 8,
+			     c->profile ? c->profile : "");
 	b->account_index = account ? account->index + 1 : 0;
 	b->account_gen = account ? account->gen : 0;
 	memset(b->config, 0, sizeof(b->config));
 	arl_impl_fill_config(&b->config[0], c);
-	b->config_index = 0;
-	b->inflight = 0;
-	b->waiters = 0;
-	b->queue_head = b->queue_tail = 0;
-	b->queue_stall_seen = 0;
-	memset(b->queue, 0, sizeof(b->queue));
-	b->blocked_until_ns = 0;
-	b->learned = 0;
+	/* Atomic stores for the words that processes still working on the
+	 * previous bucket of this slot read atomically: the sweeper checking
+	 * a bucket it saw live a moment ago, say. */
+	arl_store_relaxed(&b->config_index, 0u);
+	arl_store_relaxed(&b->inflight, (uint64_t)0);
+	arl_store_relaxed(&b->waiters, 0u);
+	arl_store_relaxed(&b->queue_head, 0u);
+	arl_store_relaxed(&b->queue_tail, 0u);
+	arl_store_relaxed(&b->queue_stall_seen, 0u);
+	for (i = 0; i < ARL_QUEUE_SLOTS; i++)
+		arl_store_relaxed(&b->queue[i], (uint64_t)0);
+	arl_store_relaxed(&b->blocked_until_ns, (uint64_t)0);
+	arl_store_relaxed(&b->learned, 0u);
 	memset(&b->stats, 0, sizeof(b->stats));
 	for (i = 0; i < ARL_MAX_LIMITS; i++)
-		b->limits[i].tat_ns = now; /* a new bucket starts full */
+		arl_store_relaxed(&b->limits[i].tat_ns, now); /* a new bucket starts full */
 }
 
 /*
@@ -3178,9 +3235,11 @@ ARL_API int arl_release(struct arl *arl, const struct arl_reservation *res,
 		if (chain.bucket[c])
 			arl_impl_settle_bucket(chain.bucket[c], &chain.view[c], r, usage, now);
 	arl_impl_give_back(r, &chain, ARL_MARKS_INFLIGHT, now);
+	/* Wake before the free: once the slot is free, nothing keeps the
+	 * chain's buckets from being recycled. */
+	arl_impl_wake_chain(&chain);
 	ARL_FAULT_POINT("release_before_free");
 	arl_impl_free_slot(arl, r, word);
-	arl_impl_wake_chain(&chain);
 	return 0;
 }
 
@@ -3209,8 +3268,8 @@ ARL_API int arl_cancel(struct arl *arl, const struct arl_reservation *res)
 	for (c = 0; c < chain.n; c++)
 		if (chain.bucket[c])
 			arl_add_relaxed(&chain.bucket[c]->stats.canceled, 1);
-	arl_impl_free_slot(arl, r, word);
 	arl_impl_wake_chain(&chain);
+	arl_impl_free_slot(arl, r, word);
 	return 0;
 }
 
@@ -3309,7 +3368,7 @@ ARL_API int arl_bucket_stats(const struct arl *arl, struct arl_bucket bucket,
 	memset(out, 0, sizeof(*out));
 	arl_impl_read_config(b, &v);
 	now = arl_now(arl);
-	memcpy(out->name, b->name, ARL_NAME_MAX);
+	arl_impl_read_name(b, out->name);
 	out->nlimits = v.nlimits;
 	out->max_inflight = v.max_inflight;
 	out->inflight = arl_impl_inflight_count(arl_load_relaxed(&b->inflight));
@@ -3339,14 +3398,14 @@ ARL_API int arl_bucket_stats(const struct arl *arl, struct arl_bucket bucket,
 	out->inflight_repaired = arl_load_relaxed(&s->inflight_repaired);
 	out->queued = arl_load_relaxed(&b->queue_tail) - arl_load_relaxed(&b->queue_head);
 	out->reclaimed_admin = arl_load_relaxed(&s->reclaimed_admin);
-	memcpy(out->profile, b->profile, ARL_PROFILE_MAX);
+	arl_impl_read_words(b->profile_words, sizeof(b->profile_words) / 8, out->profile);
 	if (arl_load_relaxed(&b->account_index) != 0) {
 		const struct arl_shm_bucket *a =
 			arl_impl_bucket(arl, arl_load_relaxed(&b->account_index) - 1,
 					arl_load_relaxed(&b->account_gen));
 
 		if (a)
-			memcpy(out->account, a->name, ARL_NAME_MAX);
+			arl_impl_read_name(a, out->account);
 	}
 	out->provider_429s = arl_load_relaxed(&s->provider_429s);
 	out->blocked_until_ns = arl_load_relaxed(&b->blocked_until_ns);

@@ -277,18 +277,19 @@ static void warn_unlisted_buckets(struct arl *arl, const struct arld_config *fre
 	uint32_t i, j;
 
 	for (i = 0; i < arl->header->bucket_capacity; i++) {
+		char name[ARL_NAME_MAX + 1];
 		bool listed = false;
 
 		if (arl_load_acquire(&buckets[i].state) != ARL_BUCKET_LIVE)
 			continue;
+		arl_impl_read_name(&buckets[i], name);
 		for (j = 0; j < fresh->nbuckets && !listed; j++)
-			listed = strncmp(fresh->buckets[j].name, buckets[i].name,
-					 ARL_NAME_MAX + 1) == 0;
+			listed = strncmp(fresh->buckets[j].name, name, ARL_NAME_MAX + 1) == 0;
 		if (!listed)
 			arl_log(ARL_LOG_WARNING,
 				"reload: bucket %s is no longer in the file but stays live with its "
-				"limits; arld cannot remove buckets",
-				buckets[i].name);
+				"limits; remove it with arlctl remove-bucket %s",
+				name, name);
 	}
 }
 
@@ -370,6 +371,17 @@ static void *sweeper_main(void *arg)
 		if (result.buckets_recycled)
 			arl_log(ARL_LOG_INFO, "%u removed bucket slots are free for reuse",
 				result.buckets_recycled);
+
+		/* A drained segment was removed on purpose (arlctl drain), so that
+		 * a new arld can create it afresh: this one has nothing left to
+		 * supervise. SIGTERM makes the main thread stop cleanly. */
+		if (arl_draining(sw->arl) && segment_replaced(sw->arl)) {
+			arl_log(ARL_LOG_INFO, "segment %s was drained and removed (arlctl drain); "
+					      "stopping",
+				arl_segment_name(sw->arl));
+			kill(getpid(), SIGTERM);
+			break;
+		}
 
 		/* Warn once if the name no longer leads to this segment. */
 		if (segment_replaced(sw->arl) && !replaced_logged) {

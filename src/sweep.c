@@ -54,7 +54,7 @@ static void describe(struct arl *arl, const struct arl_shm_reservation *r, uint6
 	if (owner != 0 && owner <= arl->header->process_capacity)
 		ev->owner_pid = arl_load_relaxed(&arl_impl_processes(arl)[owner - 1].pid);
 	if (b)
-		memcpy(ev->bucket, b->name, ARL_NAME_MAX); /* the chain's first bucket */
+		arl_impl_read_name(b, ev->bucket); /* the chain's first bucket */
 	ev->tokens = arl_impl_sat_add(arl_load_relaxed(&r->input_tokens),
 				      arl_load_relaxed(&r->output_tokens));
 	ev->request_id = arl_load_relaxed(&r->request_id);
@@ -78,26 +78,26 @@ static void finish_reclaim(struct arl *arl, struct arl_shm_reservation *r, uint6
 	arl_impl_resolve_chain(arl, r, &chain);
 	arl_impl_give_back(r, &chain, old_state == ARL_RES_CLAIMED ? ~0u : ARL_MARKS_INFLIGHT,
 			   arl_now(arl));
-	ARL_FAULT_POINT("sweep_before_free");
+	/* Count the reclaim once: a sweeper that takes over a slot whose
+	 * sweeper died after counting finds the COUNTED mark set. */
+	if (!(__atomic_fetch_or(&r->marks, ARL_MARK_COUNTED, __ATOMIC_RELAXED) & ARL_MARK_COUNTED)) {
+		for (c = 0; c < chain.n; c++) {
+			struct arl_shm_bucket *b = chain.bucket[c];
 
-	/* Only the sweeper whose CAS frees the slot counts the reclaim: one
-	 * killed before the free leaves the counting to the one that takes
-	 * the slot over, so a reclaim is never counted twice.
-	 * NOTE: a sweeper killed between the free and the counts loses them. */
-	if (!arl_impl_free_slot(arl, r, word))
-		return;
-	for (c = 0; c < chain.n; c++) {
-		struct arl_shm_bucket *b = chain.bucket[c];
-
-		if (!b)
-			continue;
-		if (old_state == ARL_RES_COMMITTED) {
-			arl_add_relaxed(&b->stats.fallback_releases, 1);
-			arl_add_relaxed(&b->stats.fallback_tokens, tokens);
+			if (!b)
+				continue;
+			if (old_state == ARL_RES_COMMITTED) {
+				arl_add_relaxed(&b->stats.fallback_releases, 1);
+				arl_add_relaxed(&b->stats.fallback_tokens, tokens);
+			}
+			arl_add_relaxed(reason_counter(b, reason), 1);
 		}
-		arl_add_relaxed(reason_counter(b, reason), 1);
 	}
+	/* Wake before the free: once the slot is free, nothing keeps the
+	 * chain's buckets from being recycled. */
 	arl_impl_wake_chain(&chain);
+	ARL_FAULT_POINT("sweep_before_free");
+	arl_impl_free_slot(arl, r, word);
 }
 
 /* Decides whether a slot must be reclaimed, and why. Returns 0 to leave it. */

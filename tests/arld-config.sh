@@ -79,4 +79,17 @@ json=$("$arlctl" buckets --json)
 "$arlctl" run --bucket gpt --tokens 700 -- true || fail "arlctl run on gpt failed"
 used=$("$arlctl" buckets --json | jq '.[] | select(.name == "org") | .granted_tokens')
 [ "$used" = 700 ] || fail "org was charged $used tokens, expected 700"
+# A drain removes the segment, and arld, with nothing left to supervise,
+# stops on its own with status 0.
+"$arlctl" drain --timeout 5s >/dev/null || fail "arlctl drain failed"
+for _ in $(seq 1 3000); do
+	kill -0 "$pid" 2>/dev/null || break
+	sleep 0.01
+done
+if kill -0 "$pid" 2>/dev/null; then
+	fail "arld still runs after the drain removed its segment"
+fi
+wait "$pid" || fail "arld exited with status $? after the drain"
+pid=
+grep -q 'drained and removed' "$work/arld.log" || fail "arld did not log the drain: $(cat "$work/arld.log")"
 echo "arld-config: passed"

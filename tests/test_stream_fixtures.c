@@ -249,7 +249,7 @@ START_TEST(fixture_matches_expected_usage)
 	enum arl_stream_format format = format_of(f->file);
 	struct arl_stream_usage whole;
 	struct arl_stream_usage other;
-	char path[4352];
+	char path[8192];
 	char *text;
 	size_t len;
 	size_t split;

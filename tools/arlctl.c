@@ -284,7 +284,10 @@ static bool read_slot(const struct arl *arl, uint32_t i, uint64_t now, struct sl
 		v->pid = arl_load_relaxed(&arl_impl_processes(arl)[owner - 1].pid);
 	b = arl_impl_bucket(arl, arl_load_relaxed(&r->bucket_index[0]),
 			    arl_load_relaxed(&r->bucket_gen[0]));
-	snprintf(v->bucket, sizeof(v->bucket), "%s", b ? b->name : "(removed)");
+	if (b)
+		arl_impl_read_name(b, v->bucket);
+	else
+		snprintf(v->bucket, sizeof(v->bucket), "(removed)");
 	v->input = arl_load_relaxed(&r->input_tokens);
 	v->output = arl_load_relaxed(&r->output_tokens);
 	v->chunks = arl_load_relaxed(&r->chunks);

@@ -51,6 +51,7 @@ static int parse_run_options(int argc, char **argv, struct run_options *o)
 		{"wait", required_argument, NULL, 'w'},	  {"sse", no_argument, NULL, 's'},
 		{"help", no_argument, NULL, 'h'},	  {NULL, 0, NULL, 0},
 	};
+	bool tokens_given = false;
 	char *end;
 	int opt;
 
@@ -63,6 +64,7 @@ static int parse_run_options(int argc, char **argv, struct run_options *o)
 			break;
 		case 't':
 			errno = 0;
+			tokens_given = true;
 			o->tokens = strtoull(optarg, &end, 10);
 			if (*end || errno || optarg[0] == '-' || o->tokens > ARL_MAX_TOKENS) {
 				fprintf(stderr, "arlctl run: --tokens %s: expected a whole number from "
@@ -92,9 +94,9 @@ static int parse_run_options(int argc, char **argv, struct run_options *o)
 			return 2;
 		}
 	}
-	if (!o->bucket || optind >= argc) {
-		fprintf(stderr, "arlctl run: --bucket and a command are required, e.g. arlctl run "
-				"--bucket default --tokens 800 -- ./client.sh\n");
+	if (!o->bucket || !tokens_given || optind >= argc) {
+		fprintf(stderr, "arlctl run: --bucket, --tokens and a command are required, e.g. "
+				"arlctl run --bucket default --tokens 800 -- ./client.sh\n");
 		return 2;
 	}
 	o->command = argv + optind;
