@@ -310,9 +310,10 @@ static int cmd_remove_bucket(const char *segment, int argc, char **argv)
 	holding = count_reservations_on(arl, bucket);
 	rc = arl_bucket_remove(arl, bucket);
 	if (rc == 0)
-		printf("removed bucket %s from %s; %u live reservations on it stay valid until "
+		printf("removed bucket %s from %s; %u live reservation%s on it stay%s valid until "
 		       "released\n",
-		       argv[1], arl_segment_name(arl), holding);
+		       argv[1], arl_segment_name(arl), holding, holding == 1 ? "" : "s",
+		       holding == 1 ? "s" : "");
 	else if (rc == ARL_ESTALE)
 		fprintf(stderr, "arlctl remove-bucket: bucket %s was removed meanwhile\n", argv[1]);
 	else
@@ -567,12 +568,12 @@ static int drain(struct arl *arl, uint64_t timeout_ns)
 	if (remove_segment(arl) != 0)
 		return ARLCTL_EXIT_ERROR;
 	if (live) {
-		fprintf(stderr, "arlctl drain: removed %s with %u reservations still live; their "
+		fprintf(stderr, "arlctl drain: removed %s with %u reservation%s still live; their "
 				"owners keep the old segment until they detach\n",
-			arl_segment_name(arl), live);
+			arl_segment_name(arl), live, live == 1 ? "" : "s");
 		return ARLCTL_EXIT_DRAIN_LEFT_LIVE;
 	}
-	printf("drained and removed %s; stop its arld, then start the new one\n",
+	printf("drained and removed %s; its arld stops on its own, then start the new one\n",
 	       arl_segment_name(arl));
 	return ARLCTL_EXIT_OK;
 }
