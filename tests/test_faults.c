@@ -23,6 +23,8 @@
  */
 #include <signal.h>
 
+#include <arl/stream.h>
+
 #include "sweep.h"
 #include "testutil.h"
 
@@ -45,6 +47,7 @@ enum scenario {
 	WAIT_QUEUED,   /* wait on the model bucket while its in-flight cap is full */
 	SWEEP_DEAD,    /* a killed client left a reservation; the child sweeps */
 	SWEEP_PUBLISH, /* the child sweeps and publishes */
+	TRACK_STREAM,  /* reserve on the chain, track a whole stream, release */
 };
 
 struct fault_case {
@@ -68,6 +71,7 @@ static const struct fault_case cases[] = {
 	{"sweep_after_claim", SWEEP_DEAD},
 	{"sweep_before_free", SWEEP_DEAD},
 	{"sweep_before_publish", SWEEP_PUBLISH},
+	{"tracker_before_release", TRACK_STREAM},
 };
 
 static const char *const creation_points[] = {
@@ -137,6 +141,21 @@ static int child_main(const struct fixture *f, const struct fault_case *fc)
 				       0
 			       ? 19
 			       : 20;
+	case TRACK_STREAM: {
+		static const char body[] =
+			"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n"
+			"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":100,"
+			"\"completion_tokens\":50,\"total_tokens\":150}}\n\n"
+			"data: [DONE]\n\n";
+		struct arl_stream_tracker tracker;
+
+		if (arl_reserve_chain(arl, f->chain, 2, &req, &res) != 0)
+			return 24;
+		if (arl_stream_tracker_init(&tracker, arl, &res, ARL_STREAM_SSE) != 0)
+			return 25;
+		arl_stream_tracker_feed(&tracker, body, sizeof(body) - 1);
+		return arl_stream_tracker_release(&tracker) == 0 ? 26 : 27;
+	}
 	case SWEEP_DEAD:
 	case SWEEP_PUBLISH: {
 		struct arl_sweep_options options;
