@@ -411,7 +411,7 @@ struct arl_shm_process {
 	ARL_ALIGNED uint32_t state;
 	int32_t pid;
 	uint64_t attached_ns;	    /* arl clock at registration */
-	uint32_t live_reservations; /* slots naming this entry as owner */
+	uint32_t spare; /* unused; references are counted by scanning instead */
 	uint32_t reserved;
 };
 
@@ -1372,6 +1372,44 @@ ARL_API const char *arl_segment_name(const struct arl *arl)
 }
 
 /*
+ * Counts what still names process entry `index` as its owner: reservation
+ * slots in any state but FREE (a waiter holds one too), and entries of the
+ * bucket queues. A new process must not take an entry a dead owner's slots
+ * or queue tickets still name: it would pass for that owner, alive.
+ * Registration scans once per process instead of keeping a count that every
+ * reserve and release would have to update.
+ */
+ARL_API uint32_t arl_impl_entry_references(const struct arl *arl, uint32_t index)
+{
+	const struct arl_shm_reservation *slots = arl_impl_reservations(arl);
+	const struct arl_shm_bucket *buckets = arl_impl_buckets(arl);
+	uint32_t owner = index + 1, n = 0, i, t;
+
+	for (i = 0; i < arl->header->reservation_capacity; i++) {
+		uint64_t word = arl_load_acquire(&slots[i].word);
+
+		if (arl_impl_res_state(word) != ARL_RES_FREE && arl_impl_res_owner(word) == owner)
+			n++;
+	}
+	for (i = 0; i < arl->header->bucket_capacity; i++) {
+		const struct arl_shm_bucket *b = &buckets[i];
+		uint32_t head, tail;
+
+		if (arl_load_acquire(&b->state) != ARL_BUCKET_LIVE)
+			continue;
+		head = arl_load_acquire(&b->queue_head);
+		tail = arl_load_acquire(&b->queue_tail);
+		for (t = head; t != tail && t - head < ARL_QUEUE_SLOTS; t++) {
+			uint64_t entry = arl_load_acquire(&b->queue[t % ARL_QUEUE_SLOTS]);
+
+			if ((uint32_t)entry == t && ((uint32_t)(entry >> 32) & 0xffffff) == owner)
+				n++;
+		}
+	}
+	return n;
+}
+
+/*
  * Detaches: unmaps the segment and drops this process's registration. Live
  * reservations stay charged, and the supervisor reclaims them once no
  * process has their owner entry locked. The handle must not be used by another thread
@@ -1386,7 +1424,7 @@ ARL_API void arl_detach(struct arl *arl)
 
 		/* Release order: the entry is FREE only after this process stopped
 		 * touching its tables. */
-		if (arl_load_relaxed(&p->live_reservations) == 0)
+		if (arl_impl_entry_references(arl, arl->process_index) == 0)
 			arl_store_release(&p->state, ARL_PROCESS_FREE);
 	}
 	munmap(arl->header, arl->size);
@@ -1400,7 +1438,8 @@ ARL_API void arl_detach(struct arl *arl)
  * ------------------------------------------------------------------------ */
 
 /* Takes a process entry: the OFD lock on its byte is the claim, and an entry
- * still referenced by a dead owner's reservations is left for the sweeper. */
+ * still referenced by a dead owner's reservations or queue tickets is left
+ * for the sweeper. */
 ARL_API int arl_impl_register_locked(struct arl *arl)
 {
 	struct arl_shm_process *procs = arl_impl_processes(arl);
@@ -1412,12 +1451,12 @@ ARL_API int arl_impl_register_locked(struct arl *arl)
 		struct arl_shm_process *p = &procs[(pid + i) % cap];
 		uint32_t index = (uint32_t)((pid + i) % cap);
 
-		if (arl_load_relaxed(&p->live_reservations) != 0)
-			continue;
 		if (arl_impl_lock_byte(arl->fd, F_OFD_SETLK, F_WRLCK,
 				       ARL_PROCESS_LOCK_BASE + index) != 0)
 			continue; /* a live process holds it */
-		if (arl_load_acquire(&p->live_reservations) != 0) {
+		/* The lock keeps the previous owner dead and every other
+		 * registrant out, so no reference can appear during the scan. */
+		if (arl_impl_entry_references(arl, index) != 0) {
 			arl_impl_lock_byte(arl->fd, F_OFD_SETLK, F_UNLCK,
 					   ARL_PROCESS_LOCK_BASE + index);
 			continue;
@@ -1701,8 +1740,23 @@ ARL_API void arl_impl_fill_bucket(struct arl_shm_bucket *b, const struct arl_buc
 }
 
 /*
+ * Wakes every process waiting on a bucket so that it notices the bucket's
+ * removal. Moving queue_head far past queue_tail changes the word queued
+ * waiters sleep on (so one about to sleep does not), and makes the queue
+ * look full, so nobody enters it again.
+ */
+ARL_API void arl_impl_wake_all(struct arl_shm_bucket *b)
+{
+	__atomic_fetch_add(&b->queue_head, 2 * ARL_QUEUE_SLOTS, __ATOMIC_SEQ_CST);
+	arl_impl_futex(&b->queue_head, FUTEX_WAKE, INT_MAX, NULL);
+	__atomic_fetch_add(&b->wake_seq, 1, __ATOMIC_SEQ_CST);
+	arl_impl_futex(&b->wake_seq, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+/*
  * Frees the table slots of retired buckets that no reservation slot names
- * any more, so a new bucket can take them. Caller holds the admin lock.
+ * any more, so a new bucket can take them, and wakes the waiters of those
+ * still named. Caller holds the admin lock.
  *
  * This is the segment's grace period. Every operation that writes a bucket
  * through a handle (reserve, wait, release, cancel, the sweeper's reclaim)
@@ -1738,8 +1792,12 @@ ARL_API uint32_t arl_impl_recycle_buckets(struct arl *arl)
 				if (arl_load_relaxed(&r->bucket_index[c]) == i)
 					named = true;
 		}
-		if (!named && arl_cas(&buckets[i].state, &retired, ARL_BUCKET_FREE,
-				      __ATOMIC_RELEASE))
+		/* A removal killed before it woke the waiters would leave them
+		 * asleep until their deadlines: wake them again. The admin lock
+		 * keeps the slot from being reused meanwhile. */
+		if (named)
+			arl_impl_wake_all(&buckets[i]);
+		else if (arl_cas(&buckets[i].state, &retired, ARL_BUCKET_FREE, __ATOMIC_RELEASE))
 			freed++;
 	}
 	return freed;
@@ -2005,20 +2063,6 @@ ARL_API int arl_bucket_set_limits(struct arl *arl, struct arl_bucket bucket,
 out:
 	arl_impl_admin_unlock(arl);
 	return rc;
-}
-
-/*
- * Wakes every process waiting on a bucket so that it notices the bucket's
- * removal. Moving queue_head far past queue_tail changes the word queued
- * waiters sleep on (so one about to sleep does not), and makes the queue
- * look full, so nobody enters it again.
- */
-ARL_API void arl_impl_wake_all(struct arl_shm_bucket *b)
-{
-	__atomic_fetch_add(&b->queue_head, 2 * ARL_QUEUE_SLOTS, __ATOMIC_SEQ_CST);
-	arl_impl_futex(&b->queue_head, FUTEX_WAKE, INT_MAX, NULL);
-	__atomic_fetch_add(&b->wake_seq, 1, __ATOMIC_SEQ_CST);
-	arl_impl_futex(&b->wake_seq, FUTEX_WAKE, INT_MAX, NULL);
 }
 
 /*
@@ -2310,11 +2354,10 @@ ARL_API void arl_impl_wake_chain(const struct arl_impl_chain *chain)
 			arl_impl_wake_bucket(chain->bucket[c]);
 }
 
-/* Frees a slot: a new generation, no owner. Then drops the owner's count.
- * Returns false when the word was no longer `word` (someone else freed it). */
+/* Frees a slot: a new generation, no owner. Returns false when the word was
+ * no longer `word` (someone else freed it). */
 ARL_API bool arl_impl_free_slot(struct arl *arl, struct arl_shm_reservation *r, uint64_t word)
 {
-	uint32_t owner = arl_impl_res_owner(word);
 	uint64_t expected = word;
 
 	/* A released slot still holds its token marks (tokens stay charged).
@@ -2330,8 +2373,7 @@ ARL_API bool arl_impl_free_slot(struct arl *arl, struct arl_shm_reservation *r, 
 		     arl_impl_res_word(arl_impl_res_gen(word) + 1, ARL_RES_FREE, 0),
 		     __ATOMIC_RELEASE))
 		return false;
-	if (owner != 0 && owner <= arl->header->process_capacity)
-		arl_sub_relaxed(&arl_impl_processes(arl)[owner - 1].live_reservations, 1);
+	(void)arl;
 	return true;
 }
 
@@ -2346,9 +2388,6 @@ ARL_API uint32_t arl_impl_claim_slot(struct arl *arl, uint64_t *word_out)
 	uint32_t start = __atomic_load_n(&arl->next_slot, __ATOMIC_RELAXED);
 	uint32_t i;
 
-	/* Counted before the claim, so the count never misses a slot that
-	 * names this process: the entry cannot be reused under it. */
-	arl_add_relaxed(&arl_impl_processes(arl)[arl->process_index].live_reservations, 1);
 	for (i = 0; i < cap; i++) {
 		uint32_t index = (start + i) % cap;
 		struct arl_shm_reservation *r = &slots[index];
@@ -2365,7 +2404,6 @@ ARL_API uint32_t arl_impl_claim_slot(struct arl *arl, uint64_t *word_out)
 			return index;
 		}
 	}
-	arl_sub_relaxed(&arl_impl_processes(arl)[arl->process_index].live_reservations, 1);
 	return UINT32_MAX;
 }
 
@@ -3013,7 +3051,6 @@ ARL_API int arl_reserve_chain_wait(struct arl *arl, const struct arl_bucket *buc
 {
 	struct arl_impl_waiter w;
 	struct arl_shm_bucket *b;
-	uint32_t *count;
 	uint64_t started;
 	int rc;
 
@@ -3037,14 +3074,10 @@ ARL_API int arl_reserve_chain_wait(struct arl *arl, const struct arl_bucket *buc
 	w.deadline_ns = deadline_ns;
 	b = w.chain.bucket[0];
 
-	/* While queued, the waiter counts as a reference to its process entry,
-	 * so a new process cannot take the entry of a waiter that died in the
-	 * queue and pass for it; the sweeper resets the count once no slot or
-	 * queue entry names the dead owner. */
-	count = &arl_impl_processes(arl)[arl->process_index].live_reservations;
-	arl_add_relaxed(count, 1u);
+	/* The claimed slot and, once written, the queue ticket name this
+	 * process's entry, so a new process cannot take the entry of a waiter
+	 * that died here (arl_impl_entry_references()). */
 	rc = arl_impl_queue_wait(arl, &w, out);
-	arl_sub_relaxed(count, 1u);
 	if (rc == 0)
 		arl_add_relaxed(&b->stats.waited_ns, arl_now(arl) - started);
 	else

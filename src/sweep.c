@@ -187,13 +187,10 @@ static void sweep_processes(struct arl *arl, uint8_t *cache, const uint32_t *ref
 		if (referenced[i] != 0)
 			continue;
 		/* Hold the entry's lock while freeing it, so no new process can
-		 * register on it meanwhile; failing to take it means one did. A
-		 * dead owner changes nothing any more, so a count it left behind
-		 * (a death between the count and the claim) is safe to reset. */
+		 * register on it meanwhile; failing to take it means one did. */
 		if (arl_impl_lock_byte(arl->fd, F_OFD_SETLK, F_WRLCK, ARL_PROCESS_LOCK_BASE + i) != 0)
 			continue;
 		if (arl_load_acquire(&p->state) == ARL_PROCESS_LIVE) {
-			arl_store_relaxed(&p->live_reservations, 0u);
 			arl_store_release(&p->state, ARL_PROCESS_FREE);
 			res->processes_cleared++;
 		}
@@ -286,8 +283,8 @@ static void sweep_buckets(struct arl *arl, const uint64_t *inflight_before,
 	}
 }
 
-/* Counts the waiters in every bucket's queue as references to their process
- * entries: a waiter counts in its entry's live_reservations while queued. */
+/* Counts the entries of every bucket's queue as references to their process
+ * entries, as arl_impl_entry_references() does for one entry. */
 static void count_queue_references(struct arl *arl, uint32_t *referenced)
 {
 	struct arl_shm_bucket *buckets = arl_impl_buckets(arl);

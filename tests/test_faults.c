@@ -48,6 +48,7 @@ enum scenario {
 	SWEEP_DEAD,    /* a killed client left a reservation; the child sweeps */
 	SWEEP_PUBLISH, /* the child sweeps and publishes */
 	TRACK_STREAM,  /* reserve on the chain, track a whole stream, release */
+	REMOVE_BUCKET, /* remove the model bucket */
 };
 
 struct fault_case {
@@ -156,6 +157,8 @@ static int child_main(const struct fixture *f, const struct fault_case *fc)
 		arl_stream_tracker_feed(&tracker, body, sizeof(body) - 1);
 		return arl_stream_tracker_release(&tracker) == 0 ? 26 : 27;
 	}
+	case REMOVE_BUCKET:
+		return arl_bucket_remove(arl, f->chain[0]) == 0 ? 28 : 29;
 	case SWEEP_DEAD:
 	case SWEEP_PUBLISH: {
 		struct arl_sweep_options options;
@@ -438,6 +441,70 @@ START_TEST(creator_killed_at_each_point)
 }
 END_TEST
 
+/* A child that waits on the model bucket, whose in-flight cap the parent
+ * holds, and exits 0 when the wait ends with ARL_ESTALE. */
+static pid_t spawn_stale_waiter(const struct fixture *f)
+{
+	pid_t pid = fork();
+
+	ck_assert(pid >= 0);
+	if (pid == 0) {
+		struct arl *arl = test_attach(f->name);
+		struct arl_request req = {1, 0, 0};
+		struct arl_reservation res;
+		int rc = arl_reserve_wait(arl, f->chain[0], &req, arl_now(arl) + 3600 * NS_PER_S,
+					  &res);
+
+		_exit(rc == ARL_ESTALE ? 0 : 1);
+	}
+	return pid;
+}
+
+/*
+ * A removal killed after it retired the bucket and before it woke the
+ * waiters: the next sweep wakes the waiter, which learns of the removal,
+ * the retired slot is recycled once the last slot naming it is free, and
+ * the account bucket is untouched.
+ */
+START_TEST(remover_killed_after_retire)
+{
+	static const struct fault_case fc = {"remove_after_retire", REMOVE_BUCKET};
+	struct arl_reservation held[MAX_INFLIGHT];
+	struct arl_bucket_stats s;
+	struct fixture f;
+	pid_t waiter;
+	int i, status;
+
+	setup(&f, fc.point);
+	for (i = 0; i < MAX_INFLIGHT; i++)
+		ck_assert_int_eq(test_reserve(f.arl, f.chain[0], 1, &held[i]), 0);
+	waiter = spawn_stale_waiter(&f);
+	for (i = 0; i < 30000 && test_stats(f.arl, f.chain[0]).queued == 0; i++)
+		usleep(1000);
+	ck_assert_uint_eq(test_stats(f.arl, f.chain[0]).queued, 1);
+
+	run_faulting_child(&f, &fc);
+	ck_assert_int_eq(arl_bucket_stats(f.arl, f.chain[0], &s), ARL_ESTALE);
+	for (i = 0; i < MAX_INFLIGHT; i++)
+		ck_assert_int_eq(arl_release(f.arl, &held[i], NULL), 0);
+
+	/* Nothing woke the waiter: the bucket it sleeps on is retired, so
+	 * releases skip it. A sweep wakes the waiters of retired buckets. */
+	sweep_until_idle(&f, fc.point);
+	ck_assert_int_eq(waitpid(waiter, &status, 0), waiter);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "the waiter did not end with ARL_ESTALE (status %#x)", status);
+	sweep_until_idle(&f, fc.point);
+	check_tables_free(&f, fc.point);
+	ck_assert_uint_eq(arl_load_acquire(&arl_impl_buckets(f.arl)[f.chain[0].index].state),
+			  ARL_BUCKET_FREE);
+	check_limits_now(&f, f.chain[1], fc.point, "account");
+	printf("faults: %s: remover killed, waiter told the bucket is gone, slot recycled\n",
+	       fc.point);
+	teardown(&f);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("faults");
@@ -447,6 +514,7 @@ int main(void)
 	tcase_add_loop_test(tc, killed_at_each_point, 0, (int)(sizeof(cases) / sizeof(cases[0])));
 	tcase_add_loop_test(tc, creator_killed_at_each_point, 0,
 			    (int)(sizeof(creation_points) / sizeof(creation_points[0])));
+	tcase_add_test(tc, remover_killed_after_retire);
 	suite_add_tcase(suite, tc);
 	return test_run(suite);
 }

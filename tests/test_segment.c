@@ -298,7 +298,7 @@ static void reuse_client(void)
 		_exit(4);
 	if (arl_release(own, &res, NULL) != 0)
 		_exit(5);
-	_exit(arl_impl_processes(own)[own->process_index].live_reservations == 0 ? 0 : 6);
+	_exit(arl_impl_entry_references(own, own->process_index) == 0 ? 0 : 6);
 }
 
 static void start_client_on_reclaim(void *context, const struct arl_reclaim_event *event)

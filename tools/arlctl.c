@@ -412,12 +412,12 @@ static int cmd_processes(const struct listing *l)
 			printf("%s{\"entry\": %u, \"pid\": %d, \"alive\": %s, "
 			       "\"reservations\": %u, \"age_ns\": %llu}",
 			       first ? "" : ", ", i, (int)arl_load_relaxed(&p->pid),
-			       alive ? "true" : "false", arl_load_relaxed(&p->live_reservations),
+			       alive ? "true" : "false", arl_impl_entry_references(arl, i),
 			       (unsigned long long)arl_impl_sat_sub(now,
 								   arl_load_relaxed(&p->attached_ns)));
 		else
 			printf("%-8u %8d %6s %13u %10.1f\n", i, (int)arl_load_relaxed(&p->pid),
-			       alive ? "yes" : "no", arl_load_relaxed(&p->live_reservations),
+			       alive ? "yes" : "no", arl_impl_entry_references(arl, i),
 			       seconds(arl_impl_sat_sub(now, arl_load_relaxed(&p->attached_ns))));
 		first = false;
 	}
