@@ -256,6 +256,7 @@ struct arl_shm_limit_config {
 	uint64_t burst;	       /* units */
 	uint64_t usable_burst; /* units: burst less the headroom */
 	uint64_t tolerance_ns; /* cost(usable_burst) */
+	uint64_t unit_ns;      /* window / amount when that is exact, else 0 */
 };
 
 /*
@@ -578,7 +579,12 @@ ARL_API uint64_t arl_impl_cost_ns(const struct arl_shm_limit_config *limit, uint
 	__extension__ typedef unsigned __int128 u128;
 	uint64_t amount = limit->amount;
 	u128 product;
+	uint64_t exact;
 
+	/* The common case (30,000 tokens a minute: 2 ms each) needs no
+	 * 128-bit division, which costs more than the rest of a charge. */
+	if (limit->unit_ns && !__builtin_mul_overflow(x, limit->unit_ns, &exact))
+		return exact > UINT64_MAX / 4 ? UINT64_MAX / 4 : exact;
 	if (amount == 0)
 		return UINT64_MAX;
 	product = (u128)x * limit->window_ns + amount - 1;
@@ -592,7 +598,10 @@ ARL_API uint64_t arl_impl_refund_ns(const struct arl_shm_limit_config *limit, ui
 {
 	__extension__ typedef unsigned __int128 u128;
 	u128 product;
+	uint64_t exact;
 
+	if (limit->unit_ns && !__builtin_mul_overflow(x, limit->unit_ns, &exact))
+		return exact > UINT64_MAX / 4 ? UINT64_MAX / 4 : exact;
 	if (limit->amount == 0)
 		return 0;
 	product = (u128)x * limit->window_ns / limit->amount;
@@ -1697,6 +1706,7 @@ ARL_API void arl_impl_fill_config(struct arl_shm_bucket_config *rec,
 			l.burst = c->limits[i].burst ? c->limits[i].burst : c->limits[i].amount;
 			l.headroom_permille = c->limits[i].headroom_permille;
 			l.usable_burst = l.burst - l.burst * l.headroom_permille / 1000;
+			l.unit_ns = l.window_ns % l.amount == 0 ? l.window_ns / l.amount : 0;
 			l.tolerance_ns = arl_impl_cost_ns(&l, l.usable_burst);
 		}
 		arl_store_release(&rec->limit[i].unit, l.unit);
@@ -1706,6 +1716,7 @@ ARL_API void arl_impl_fill_config(struct arl_shm_bucket_config *rec,
 		arl_store_release(&rec->limit[i].burst, l.burst);
 		arl_store_release(&rec->limit[i].usable_burst, l.usable_burst);
 		arl_store_release(&rec->limit[i].tolerance_ns, l.tolerance_ns);
+		arl_store_release(&rec->limit[i].unit_ns, l.unit_ns);
 	}
 }
 
@@ -1956,6 +1967,7 @@ ARL_API void arl_impl_read_config(const struct arl_shm_bucket *b, struct arl_imp
 			v->limit[i].burst = arl_load_acquire(&l->burst);
 			v->limit[i].usable_burst = arl_load_acquire(&l->usable_burst);
 			v->limit[i].tolerance_ns = arl_load_acquire(&l->tolerance_ns);
+			v->limit[i].unit_ns = arl_load_acquire(&l->unit_ns);
 		}
 		if (!(seq & 1u) && arl_load_relaxed(&rec->seq) == seq &&
 		    (arl_load_relaxed(&b->config_index) & 1u) == index) {
