@@ -93,6 +93,7 @@ expect "status draining" "$(jq .draining "$work/status.json")" false
 expect "status live_reservations" "$(jq .live_reservations "$work/status.json")" 3
 expect "status live_processes" "$(jq .live_processes "$work/status.json")" 3
 expect "status segment" "$(jq -r .segment "$work/status.json")" "$ARL_SHM"
+expect "status warnings" "$(jq -c .warnings "$work/status.json")" "[]"
 jq -e '.sweep_count >= 1 and .reservation_capacity == 4096 and .bucket_capacity == 256 and
 	.layout_version >= 1 and .test_clock == false' "$work/status.json" >/dev/null ||
 	fail "status fields: $(cat "$work/status.json")"
@@ -139,6 +140,8 @@ expect "live processes after release" "$("$arlctl" processes --json | jq '[.[] |
 kill -9 "$arld_pid"
 wait "$arld_pid" 2>/dev/null || true
 expect "status after SIGKILL" "$("$arlctl" status --json | jq -c '[.supervisor_pid, .supervisor_alive]')" "[$arld_pid,false]"
+"$arlctl" status --json | jq -e '.warnings | any(test("no arld supervises"))' >/dev/null ||
+	fail "status after SIGKILL does not warn that no arld supervises the segment"
 expect "top after SIGKILL" "$("$arlctl" top --json --interval 0 | jq -c '[.supervisor.pid, .supervisor.alive]')" "[$arld_pid,false]"
 arld_pid=
 echo "arlctl --json: all checks passed"

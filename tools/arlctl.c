@@ -91,9 +91,43 @@ static int attach_read_only(const struct listing *l, const char *command, struct
 	return arlctl_attach(l->segment, ARL_ATTACH_READ_ONLY, command, arl);
 }
 
+#define MAX_WARNINGS 4
+
+/*
+ * Collects what an operator should act on: no supervisor (nothing reclaims a
+ * dead client's reservations), a supervisor that stopped sweeping, a drain
+ * under way, a reservation table close to full. Returns the number filled.
+ */
+static int status_warnings(const struct arl *arl, uint64_t heartbeat_age_ns,
+			   char warnings[MAX_WARNINGS][160])
+{
+	const struct arl_shm_header *h = arl->header;
+	uint32_t live = arlctl_count_live_reservations(arl);
+	int n = 0;
+
+	if (!arlctl_supervisor_alive(arl))
+		snprintf(warnings[n++], 160,
+			 "no arld supervises this segment: reservations of dead or stuck "
+			 "clients are not reclaimed; start arld");
+	else if (heartbeat_age_ns > 60 * 1000000000ull)
+		snprintf(warnings[n++], 160,
+			 "arld has not swept for %.0f s; check that it is not stopped or stuck",
+			 seconds(heartbeat_age_ns));
+	if (arl_draining(arl))
+		snprintf(warnings[n++], 160, "draining: new reservations fail");
+	if ((uint64_t)live * 10 >= (uint64_t)h->reservation_capacity * 9)
+		snprintf(warnings[n++], 160,
+			 "%u of %u reservation slots are in use; raise reservations = in the "
+			 "arld configuration (a new segment) or release stuck ones",
+			 live, h->reservation_capacity);
+	return n;
+}
+
 static void print_status_json(const struct arl *arl, uint64_t heartbeat_age_ns)
 {
 	const struct arl_shm_header *h = arl->header;
+	char warnings[MAX_WARNINGS][160];
+	int i, n = status_warnings(arl, heartbeat_age_ns, warnings);
 
 	printf("{\"segment\": ");
 	arlctl_json_string(arl_segment_name(arl));
@@ -101,7 +135,7 @@ static void print_status_json(const struct arl *arl, uint64_t heartbeat_age_ns)
 	       "\"bucket_capacity\": %u, \"reservation_capacity\": %u, "
 	       "\"process_capacity\": %u, \"supervisor_pid\": %d, \"supervisor_alive\": %s, "
 	       "\"sweep_count\": %llu, \"heartbeat_age_ns\": %llu, \"draining\": %s, "
-	       "\"live_reservations\": %u, \"live_processes\": %u}\n",
+	       "\"live_reservations\": %u, \"live_processes\": %u, \"warnings\": [",
 	       h->layout_version, (unsigned long long)h->segment_size,
 	       (h->flags & ARL_SEG_TEST_CLOCK) ? "true" : "false", h->bucket_capacity,
 	       h->reservation_capacity, h->process_capacity,
@@ -110,10 +144,18 @@ static void print_status_json(const struct arl *arl, uint64_t heartbeat_age_ns)
 	       (unsigned long long)arl_sweep_count(arl), (unsigned long long)heartbeat_age_ns,
 	       arl_draining(arl) ? "true" : "false", arlctl_count_live_reservations(arl),
 	       arlctl_count_live_processes(arl));
+	for (i = 0; i < n; i++) {
+		printf("%s", i ? ", " : "");
+		arlctl_json_string(warnings[i]);
+	}
+	printf("]}\n");
 }
 
 static void print_status_text(const struct arl *arl, uint64_t heartbeat_age_ns)
 {
+	char warnings[MAX_WARNINGS][160];
+	int i, n = status_warnings(arl, heartbeat_age_ns, warnings);
+
 	const struct arl_shm_header *h = arl->header;
 	int32_t supervisor = arl_load_relaxed(&h->supervisor_pid);
 
@@ -134,6 +176,8 @@ static void print_status_text(const struct arl *arl, uint64_t heartbeat_age_ns)
 		       (unsigned long long)arl_sweep_count(arl));
 	printf("reservations:   %u live\n", arlctl_count_live_reservations(arl));
 	printf("processes:      %u attached\n", arlctl_count_live_processes(arl));
+	for (i = 0; i < n; i++)
+		printf("warning:        %s\n", warnings[i]);
 }
 
 static int cmd_status(const struct listing *l)
