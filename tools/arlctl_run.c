@@ -152,6 +152,11 @@ static int reserve(struct arl *arl, const struct run_options *o, struct arl_rese
 
 	if (rc == 0)
 		rc = arl_bucket_chain(arl, bucket, chain, &n);
+	if (rc == ARL_ENOENT) {
+		fprintf(stderr, "arlctl run: no bucket %s in %s; arlctl buckets lists them\n",
+			o->bucket, arl_segment_name(arl));
+		return 1;
+	}
 	if (rc != 0) {
 		fprintf(stderr, "arlctl run: bucket %s: %s\n", o->bucket, arl_strerror(rc));
 		return 1;
@@ -225,7 +230,7 @@ int arlctl_run(const char *segment, int argc, char **argv)
 	struct sigaction sa;
 	char error[512] = "";
 	struct arl *arl;
-	int rc, fd = -1;
+	int rc, released, fd = -1;
 
 	rc = parse_run_options(argc, argv, &o);
 	if (rc != 0)
@@ -264,7 +269,7 @@ int arlctl_run(const char *segment, int argc, char **argv)
 		pass_through(fd, &tracker);
 		close(fd);
 		rc = wait_child(child_pid);
-		arl_stream_tracker_release(&tracker);
+		released = arl_stream_tracker_release(&tracker);
 		arl_stream_tracker_destroy(&tracker);
 	} else {
 		if (o.sse) {
@@ -272,8 +277,12 @@ int arlctl_run(const char *segment, int argc, char **argv)
 			close(fd);
 		}
 		rc = wait_child(child_pid);
-		arl_release(arl, &res, NULL); /* usage unknown: keep the reservation */
+		released = arl_release(arl, &res, NULL); /* usage unknown: keep the reservation */
 	}
+	/* The exit status stays the command's, but say why nothing was released. */
+	if (released == ARL_ESTALE)
+		fprintf(stderr, "arlctl run: the reservation was already released by an operator "
+				"(arlctl release) or reclaimed by arld; its tokens stay charged\n");
 	arl_detach(arl);
 	return rc;
 }
