@@ -82,7 +82,9 @@ static bool parse_plan(const uint8_t *data, size_t size, struct plan *p)
 
 	if (size < 2)
 		return false;
-	p->format = (data[0] & 1) ? ARL_STREAM_NDJSON : ARL_STREAM_SSE;
+	p->format = (data[0] & 3) == 1   ? ARL_STREAM_NDJSON
+		    : (data[0] & 3) == 2 ? ARL_STREAM_JSON_ARRAY
+					 : ARL_STREAM_SSE;
 	size_bits = (data[0] >> 1) & 7;
 	p->event_bytes = size_bits ? (size_t)32 << size_bits : 0;
 	p->abandon = (data[0] & 0x10) != 0;

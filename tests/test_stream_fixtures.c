@@ -186,7 +186,9 @@ static bool ends_with(const char *name, const char *suffix)
 
 static enum arl_stream_format format_of(const char *name)
 {
-	return ends_with(name, ".ndjson") ? ARL_STREAM_NDJSON : ARL_STREAM_SSE;
+	if (ends_with(name, ".ndjson"))
+		return ARL_STREAM_NDJSON;
+	return ends_with(name, ".json") ? ARL_STREAM_JSON_ARRAY : ARL_STREAM_SSE;
 }
 
 /* Feeds @text in reads of @piece bytes (0: whole) and stores the usage. */
@@ -300,7 +302,8 @@ START_TEST(every_fixture_is_listed)
 		bool listed = false;
 		int i;
 
-		if (!ends_with(entry->d_name, ".sse") && !ends_with(entry->d_name, ".ndjson"))
+		if (!ends_with(entry->d_name, ".sse") && !ends_with(entry->d_name, ".ndjson") &&
+		    !ends_with(entry->d_name, ".json"))
 			continue;
 		transcripts++;
 		for (i = 0; i < fixture_count; i++)

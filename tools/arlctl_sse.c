@@ -15,7 +15,7 @@
 
 static void arlctl_sse_print_help(FILE *out)
 {
-	fputs("Usage: arlctl sse-usage [--format sse|ndjson]\n"
+	fputs("Usage: arlctl sse-usage [--format sse|ndjson|json-array]\n"
 	      "\n"
 	      "Reads the body of a streamed LLM response on standard input and prints\n"
 	      "the token usage it reports as one JSON object on one line:\n"
@@ -34,6 +34,9 @@ static void arlctl_sse_print_help(FILE *out)
 	      "  --format sse     server-sent events (default): OpenAI, Azure OpenAI,\n"
 	      "                   Anthropic, vLLM, OpenRouter, Gemini with alt=sse\n"
 	      "  --format ndjson  one JSON object per line: Ollama's native API\n"
+	      "  --format json-array\n"
+	      "                   one JSON array streamed element by element: Gemini's\n"
+	      "                   streamGenerateContent without alt=sse\n"
 	      "  -h, --help       print this help and exit\n"
 	      "\n"
 	      "Exit status: 0 once the input was read, 1 if reading it failed, 2 on\n"
@@ -52,7 +55,13 @@ static int arlctl_sse_parse_format(const char *value, enum arl_stream_format *fo
 		*format = ARL_STREAM_NDJSON;
 		return 0;
 	}
-	fprintf(stderr, "arlctl sse-usage: invalid --format value '%s': use 'sse' or 'ndjson'\n",
+	if (strcmp(value, "json-array") == 0) {
+		*format = ARL_STREAM_JSON_ARRAY;
+		return 0;
+	}
+	fprintf(stderr,
+		"arlctl sse-usage: invalid --format value '%s': use 'sse', 'ndjson' or "
+		"'json-array'\n",
 		value);
 	return -1;
 }
@@ -118,7 +127,7 @@ int arlctl_sse_usage(int argc, char **argv)
 		if (strcmp(arg, "--format") == 0) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "arlctl sse-usage: --format requires a value: "
-						"'sse' or 'ndjson'\n");
+						"'sse', 'ndjson' or 'json-array'\n");
 				return 2;
 			}
 			if (arlctl_sse_parse_format(argv[++i], &format) < 0)
@@ -132,7 +141,7 @@ int arlctl_sse_usage(int argc, char **argv)
 		}
 		fprintf(stderr,
 			"arlctl sse-usage: invalid argument '%s': the only option is "
-			"--format sse|ndjson, and the stream is read from standard input "
+			"--format sse|ndjson|json-array, and the stream is read from standard input "
 			"(see 'arlctl sse-usage --help')\n",
 			arg);
 		return 2;

@@ -11,6 +11,8 @@
  *                      OpenAI, Anthropic Messages, vLLM, OpenRouter, Groq,
  *                      Mistral, Together, Gemini with alt=sse).
  *   ARL_STREAM_NDJSON  one JSON object per line (Ollama's native API).
+ *   ARL_STREAM_JSON_ARRAY  one JSON array whose elements arrive one by one
+ *                      (Gemini's streamGenerateContent without alt=sse).
  *
  * Usage counts as final only after the provider's end marker. The end markers
  * are "data: [DONE]", an OpenAI usage chunk with an empty "choices" array, and
@@ -77,6 +79,7 @@ extern "C" {
 enum arl_stream_format {
 	ARL_STREAM_SSE = 0,
 	ARL_STREAM_NDJSON = 1,
+	ARL_STREAM_JSON_ARRAY = 2,
 };
 
 /* Token usage of one stream, as returned by arl_stream_parser_usage(). */
@@ -156,6 +159,11 @@ struct arl_stream_parser {
 	bool bom_done;
 	/* The last line ended in CR, so an LF that follows belongs to the same break. */
 	bool pending_cr;
+	/* JSON array: nesting inside the current element (0: between elements),
+	 * and whether the scan is inside a string, just after a backslash. */
+	unsigned int array_depth;
+	bool array_in_string;
+	bool array_escape;
 	bool finished;
 	bool overflow;
 	bool error;
@@ -690,6 +698,60 @@ static inline int arl_stream_process_line(struct arl_stream_parser *p)
 	return arl_stream_process_ndjson_line(p);
 }
 
+/* Scans one byte of a JSON array element, tracking strings and nesting.
+ * Returns true when the byte closes the element. */
+static inline bool arl_stream_array_byte(struct arl_stream_parser *p, char c)
+{
+	if (p->array_in_string) {
+		if (p->array_escape)
+			p->array_escape = false;
+		else if (c == '\\')
+			p->array_escape = true;
+		else if (c == '"')
+			p->array_in_string = false;
+		return false;
+	}
+	if (c == '"')
+		p->array_in_string = true;
+	else if (c == '{' || c == '[')
+		p->array_depth++;
+	else if (c == '}' || c == ']')
+		return --p->array_depth == 0;
+	return false;
+}
+
+/*
+ * Splits a JSON array into its elements and handles each as an event: the
+ * brackets, commas and whitespace between elements are skipped, and an
+ * element is copied until the brace that closes it. Adds the events
+ * dispatched to *dispatched. Returns 0 or -EMSGSIZE for an element larger
+ * than the buffer.
+ */
+static inline int arl_stream_push_array(struct arl_stream_parser *p, const char *bytes,
+					size_t len, uint64_t *dispatched)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		char c = bytes[i];
+
+		if (p->array_depth == 0 && c != '{')
+			continue; /* '[', ',', ']' or whitespace between elements */
+		if (p->line_len == p->capacity) {
+			p->overflow = true;
+			p->line_len = 0;
+			return -EMSGSIZE;
+		}
+		p->buffer[p->line_len++] = c;
+		if (arl_stream_array_byte(p, c)) {
+			arl_stream_handle_event(p, p->buffer, p->line_len, NULL, 0);
+			p->line_len = 0;
+			(*dispatched)++;
+		}
+	}
+	return 0;
+}
+
 /*
  * Splits @bytes into lines ending in LF, CRLF or CR and processes each.
  * Adds the events dispatched to *dispatched. Returns 0 or -EMSGSIZE.
@@ -698,6 +760,9 @@ static inline int arl_stream_push(struct arl_stream_parser *p, const char *bytes
 				  uint64_t *dispatched)
 {
 	size_t i = 0;
+
+	if (p->format == ARL_STREAM_JSON_ARRAY)
+		return arl_stream_push_array(p, bytes, len, dispatched);
 
 	while (i < len) {
 		size_t end = i;
@@ -740,7 +805,7 @@ ARL_STREAM_API int arl_stream_parser_init(struct arl_stream_parser *p, enum arl_
 	if (p == NULL)
 		return -EINVAL;
 	memset(p, 0, sizeof(*p));
-	if (fmt != ARL_STREAM_SSE && fmt != ARL_STREAM_NDJSON)
+	if (fmt != ARL_STREAM_SSE && fmt != ARL_STREAM_NDJSON && fmt != ARL_STREAM_JSON_ARRAY)
 		return -EINVAL;
 	if (max_event_bytes == 0)
 		max_event_bytes = ARL_STREAM_DEFAULT_EVENT_BYTES;
