@@ -325,8 +325,9 @@ struct arl_shm_bucket {
 		char profile[ARL_PROFILE_MAX + 1]; /* provider profile, "" for none */
 		uint64_t profile_words[(ARL_PROFILE_MAX + 1) / 8];
 	};
-	uint32_t account_index;		   /* account bucket's index + 1; 0: none */
-	uint32_t account_gen;		   /* and its gen when this bucket was made */
+	/* The account bucket: (index + 1) in bits 0-31 and its gen in bits
+	 * 32-63, one word so that a relink is one atomic store; 0: none. */
+	uint64_t account;
 	struct arl_shm_bucket_config config[2];
 
 	/* Hot words changed by reservations. */
@@ -1554,10 +1555,11 @@ struct arl_bucket_config {
 	struct arl_limit_config limits[ARL_MAX_LIMITS];
 	uint32_t max_inflight; /* 0: no cap */
 	uint32_t flags;	       /* ARL_BUCKET_* */
-	/* Set at creation only (arl_bucket_set_limits() ignores them). */
-	const char *profile; /* provider profile for clients, e.g. "openai"; NULL: none */
+	/* NULL or "": none at creation; for arl_bucket_set_limits(), NULL keeps
+	 * the bucket's current value and "" removes it. */
+	const char *profile; /* provider profile for clients, e.g. "openai" */
 	const char *account; /* an existing bucket that every reservation here also
-			      * charges (arl_bucket_chain()); NULL: none */
+			      * charges (arl_reserve() follows it; arl_bucket_chain()) */
 };
 
 ARL_API int arl_impl_check_name(const char *name)
@@ -1590,7 +1592,7 @@ ARL_API int arl_bucket_config_check(const struct arl_bucket_config *config)
 		return ARL_EINVAL;
 	if (config->profile && strnlen(config->profile, ARL_PROFILE_MAX + 1) > ARL_PROFILE_MAX)
 		return ARL_ENAMETOOLONG;
-	if (config->account) {
+	if (config->account && config->account[0]) {
 		rc = arl_impl_check_name(config->account);
 		if (rc != 0)
 			return rc;
@@ -1720,6 +1722,12 @@ ARL_API void arl_impl_fill_config(struct arl_shm_bucket_config *rec,
 	}
 }
 
+/* The account link of a bucket, as stored in struct arl_shm_bucket. */
+ARL_API uint64_t arl_impl_account_word(const struct arl_bucket *account)
+{
+	return account ? (uint64_t)(account->index + 1) | ((uint64_t)account->gen << 32) : 0;
+}
+
 ARL_API void arl_impl_fill_bucket(struct arl_shm_bucket *b, const struct arl_bucket_config *c,
 				  const struct arl_bucket *account, uint64_t now)
 {
@@ -1728,8 +1736,7 @@ ARL_API void arl_impl_fill_bucket(struct arl_shm_bucket *b, const struct arl_buc
 	arl_impl_write_words(b->name_words, sizeof(b->name_words) / 8, c->name);
 	arl_impl_write_words(b->profile_words, sizeof(b->profile_words) / 8,
 			     c->profile ? c->profile : "");
-	b->account_index = account ? account->index + 1 : 0;
-	b->account_gen = account ? account->gen : 0;
+	arl_store_relaxed(&b->account, arl_impl_account_word(account));
 	memset(b->config, 0, sizeof(b->config));
 	arl_impl_fill_config(&b->config[0], c);
 	/* Atomic stores for the words that processes still working on the
@@ -1865,7 +1872,8 @@ ARL_API int arl_bucket_create(struct arl *arl, const struct arl_bucket_config *c
 		rc = ARL_EEXIST;
 		goto out;
 	}
-	if (config->account && arl_bucket_find(arl, config->account, &account) != 0) {
+	if (config->account && config->account[0] &&
+	    arl_bucket_find(arl, config->account, &account) != 0) {
 		rc = ARL_ENOENT; /* the account bucket must exist first */
 		goto out;
 	}
@@ -1880,8 +1888,8 @@ ARL_API int arl_bucket_create(struct arl *arl, const struct arl_bucket_config *c
 	}
 
 	arl_store_relaxed(&buckets[free_index].state, ARL_BUCKET_BUSY);
-	arl_impl_fill_bucket(&buckets[free_index], config, config->account ? &account : NULL,
-			     arl_now(arl));
+	arl_impl_fill_bucket(&buckets[free_index], config,
+			     config->account && config->account[0] ? &account : NULL, arl_now(arl));
 	arl_store_relaxed(&buckets[free_index].gen, buckets[free_index].gen + 1);
 	/* Paired with the acquire load in arl_impl_bucket_named() and
 	 * arl_impl_bucket(): a finder sees the whole configuration. */
@@ -2018,6 +2026,71 @@ ARL_API void arl_impl_rescale_owed(struct arl_shm_limit *l, const struct arl_shm
  * can finish under it a moment after the owed time was rescaled; the error
  * is at most that one operation's charge.
  */
+/*
+ * Fills chain[] with a bucket and the account buckets it charges in turn
+ * (its account, that bucket's account, and so on), ready for
+ * arl_reserve_chain(). *n is the chain's length, 1 for a bucket without an
+ * account. Returns 0; ARL_ESTALE when the bucket or an account in its chain
+ * was removed (recreate the bucket to link it to the new account); or
+ * ARL_EOVERFLOW when the chain is longer than ARL_MAX_CHAIN.
+ */
+ARL_API int arl_bucket_chain(const struct arl *arl, struct arl_bucket bucket,
+			     struct arl_bucket chain[ARL_MAX_CHAIN], uint32_t *n)
+{
+	const struct arl_shm_bucket *b;
+
+	if (!arl || !chain || !n)
+		return ARL_EINVAL;
+	*n = 0;
+	for (;;) {
+		uint64_t account;
+
+		b = arl_impl_bucket(arl, bucket.index, bucket.gen);
+		if (!b)
+			return ARL_ESTALE;
+		if (*n == ARL_MAX_CHAIN)
+			return ARL_EOVERFLOW;
+		chain[(*n)++] = bucket;
+		account = arl_load_relaxed(&b->account);
+		if (account == 0)
+			return 0;
+		bucket.index = (uint32_t)account - 1;
+		bucket.gen = (uint32_t)(account >> 32);
+	}
+}
+
+/*
+ * Applies a changed profile or account to a live bucket (caller holds the
+ * admin lock). The link is one word, so a reserve following it sees the old
+ * account or the new one, never half of each. Returns 0, ARL_ENOENT when the
+ * account does not exist, or ARL_EINVAL when linking it would make a cycle.
+ */
+ARL_API int arl_impl_relink(struct arl *arl, struct arl_bucket bucket, struct arl_shm_bucket *b,
+			    const struct arl_bucket_config *config)
+{
+	struct arl_bucket account, chain[ARL_MAX_CHAIN];
+	uint32_t n, c;
+
+	if (config->profile)
+		arl_impl_write_words(b->profile_words, sizeof(b->profile_words) / 8,
+				     config->profile);
+	if (!config->account)
+		return 0;
+	if (!config->account[0]) {
+		arl_store_relaxed(&b->account, (uint64_t)0);
+		return 0;
+	}
+	if (arl_bucket_find(arl, config->account, &account) != 0)
+		return ARL_ENOENT;
+	/* The new account's own chain must not lead back here. */
+	if (arl_bucket_chain(arl, account, chain, &n) == 0)
+		for (c = 0; c < n; c++)
+			if (chain[c].index == bucket.index)
+				return ARL_EINVAL;
+	arl_store_relaxed(&b->account, arl_impl_account_word(&account));
+	return 0;
+}
+
 ARL_API int arl_bucket_set_limits(struct arl *arl, struct arl_bucket bucket,
 				  const struct arl_bucket_config *config)
 {
@@ -2048,6 +2121,8 @@ ARL_API int arl_bucket_set_limits(struct arl *arl, struct arl_bucket bucket,
 	for (i = 0; rc == 0 && i < old.nlimits; i++)
 		if (config->limits[i].unit != old.limit[i].unit)
 			rc = ARL_EINVAL;
+	if (rc == 0)
+		rc = arl_impl_relink(arl, bucket, b, config);
 	if (rc != 0)
 		goto out;
 
@@ -2075,39 +2150,6 @@ ARL_API int arl_bucket_set_limits(struct arl *arl, struct arl_bucket bucket,
 out:
 	arl_impl_admin_unlock(arl);
 	return rc;
-}
-
-/*
- * Fills chain[] with a bucket and the account buckets it charges in turn
- * (its account, that bucket's account, and so on), ready for
- * arl_reserve_chain(). *n is the chain's length, 1 for a bucket without an
- * account. Returns 0; ARL_ESTALE when the bucket or an account in its chain
- * was removed (recreate the bucket to link it to the new account); or
- * ARL_EOVERFLOW when the chain is longer than ARL_MAX_CHAIN.
- */
-ARL_API int arl_bucket_chain(const struct arl *arl, struct arl_bucket bucket,
-			     struct arl_bucket chain[ARL_MAX_CHAIN], uint32_t *n)
-{
-	const struct arl_shm_bucket *b;
-
-	if (!arl || !chain || !n)
-		return ARL_EINVAL;
-	*n = 0;
-	for (;;) {
-		uint32_t account;
-
-		b = arl_impl_bucket(arl, bucket.index, bucket.gen);
-		if (!b)
-			return ARL_ESTALE;
-		if (*n == ARL_MAX_CHAIN)
-			return ARL_EOVERFLOW;
-		chain[(*n)++] = bucket;
-		account = arl_load_relaxed(&b->account_index);
-		if (account == 0)
-			return 0;
-		bucket.index = account - 1;
-		bucket.gen = arl_load_relaxed(&b->account_gen);
-	}
 }
 
 /*
@@ -2780,12 +2822,38 @@ ARL_API int arl_reserve_chain(struct arl *arl, const struct arl_bucket *buckets,
 	return arl_impl_reserve(arl, buckets, n, &chain, req, out);
 }
 
-/* Reserves without blocking on one bucket: arl_reserve_chain() with a chain
- * of one. */
+/*
+ * The chain a reserve on one bucket charges: the bucket, then its account
+ * and the account's account (arl_bucket_chain()). A bucket without an
+ * account costs one load more than a chain of one. A stale bucket gives a
+ * chain of one, for the reserve to report ARL_ESTALE.
+ */
+ARL_API int arl_impl_expand(const struct arl *arl, struct arl_bucket bucket,
+			    struct arl_bucket chain[ARL_MAX_CHAIN], uint32_t *n)
+{
+	const struct arl_shm_bucket *b = arl ? arl_impl_bucket(arl, bucket.index, bucket.gen) : NULL;
+
+	if (!b || arl_load_relaxed(&b->account) == 0) {
+		chain[0] = bucket;
+		*n = 1;
+		return 0;
+	}
+	return arl_bucket_chain(arl, bucket, chain, n);
+}
+
+/* Reserves without blocking on one bucket and the account buckets it
+ * charges: arl_reserve_chain() on the chain arl_bucket_chain() gives.
+ * Returns ARL_ESTALE also when an account of the bucket was removed. */
 ARL_API int arl_reserve(struct arl *arl, struct arl_bucket bucket, const struct arl_request *req,
 			struct arl_reservation *out)
 {
-	return arl_reserve_chain(arl, &bucket, 1, req, out);
+	struct arl_bucket chain[ARL_MAX_CHAIN];
+	uint32_t n;
+	int rc = arl_impl_expand(arl, bucket, chain, &n);
+
+	if (rc != 0)
+		return rc;
+	return arl_reserve_chain(arl, chain, n, req, out);
 }
 
 /* ------------------------------------------------------------------------
@@ -3097,13 +3165,19 @@ ARL_API int arl_reserve_chain_wait(struct arl *arl, const struct arl_bucket *buc
 	return rc;
 }
 
-/* Reserves on one bucket, waiting: arl_reserve_chain_wait() with a chain of
- * one. */
+/* Reserves on one bucket and the account buckets it charges, waiting:
+ * arl_reserve_chain_wait() on the chain arl_bucket_chain() gives. */
 ARL_API int arl_reserve_wait(struct arl *arl, struct arl_bucket bucket,
 			     const struct arl_request *req, uint64_t deadline_ns,
 			     struct arl_reservation *out)
 {
-	return arl_reserve_chain_wait(arl, &bucket, 1, req, deadline_ns, out);
+	struct arl_bucket chain[ARL_MAX_CHAIN];
+	uint32_t n;
+	int rc = arl_impl_expand(arl, bucket, chain, &n);
+
+	if (rc != 0)
+		return rc;
+	return arl_reserve_chain_wait(arl, chain, n, req, deadline_ns, out);
 }
 
 /* ------------------------------------------------------------------------
@@ -3444,10 +3518,10 @@ ARL_API int arl_bucket_stats(const struct arl *arl, struct arl_bucket bucket,
 	out->queued = arl_load_relaxed(&b->queue_tail) - arl_load_relaxed(&b->queue_head);
 	out->reclaimed_admin = arl_load_relaxed(&s->reclaimed_admin);
 	arl_impl_read_words(b->profile_words, sizeof(b->profile_words) / 8, out->profile);
-	if (arl_load_relaxed(&b->account_index) != 0) {
+	if (arl_load_relaxed(&b->account) != 0) {
+		uint64_t link = arl_load_relaxed(&b->account);
 		const struct arl_shm_bucket *a =
-			arl_impl_bucket(arl, arl_load_relaxed(&b->account_index) - 1,
-					arl_load_relaxed(&b->account_gen));
+			arl_impl_bucket(arl, (uint32_t)link - 1, (uint32_t)(link >> 32));
 
 		if (a)
 			arl_impl_read_name(a, out->account);

@@ -101,15 +101,15 @@ static void compare_bucket(struct arl *arl, const struct arld_bucket_spec *spec)
 	arl_log(ARL_LOG_WARNING,
 		"bucket %s exists with other limits than the configuration (live: %u limits, "
 		"first %llu per %llu s, max_inflight %u; configured: %u limits, first %llu per "
-		"%llu s, max_inflight %u); the live limits are kept; to apply the new ones, stop "
-		"the clients and arld, remove /dev/shm%s and start arld again",
+		"%llu s, max_inflight %u); the live limits are kept; send arld SIGHUP (kill -HUP "
+		"%d) to apply the file's limits to %s",
 		spec->name, live.nlimits,
 		(unsigned long long)(live.nlimits ? live.limits[0].amount : 0),
 		(unsigned long long)(live.nlimits ? live.limits[0].window_ns / 1000000000ull : 0),
 		live.max_inflight, want->nlimits,
 		(unsigned long long)(want->nlimits ? want->limits[0].amount : 0),
 		(unsigned long long)(want->nlimits ? want->limits[0].window_ns / 1000000000ull : 0),
-		want->max_inflight, arl_segment_name(arl));
+		want->max_inflight, (int)getpid(), spec->name);
 }
 
 /* Adds the configured buckets; an existing bucket of the same name is kept
@@ -265,8 +265,13 @@ static void reload_bucket(struct arl *arl, const struct arld_bucket_spec *spec)
 	else if (rc != 0)
 		arl_log(ARL_LOG_ERROR, "reload: cannot change bucket %s: %s", spec->name,
 			arl_strerror(rc));
+	else if (rc == ARL_ENOENT)
+		arl_log(ARL_LOG_ERROR, "reload: bucket %s: account %s does not exist; its "
+				       "limits and account are kept",
+			spec->name, spec->account);
 	else
-		arl_log(ARL_LOG_INFO, "reload: bucket %s now has the file's limits", spec->name);
+		arl_log(ARL_LOG_INFO, "reload: bucket %s now has the file's limits%s%s", spec->name,
+			spec->account[0] ? " and account " : "", spec->account);
 }
 
 /* Warns about live buckets the reloaded file no longer lists: arld cannot
@@ -655,7 +660,10 @@ int main(int argc, char **argv)
 	arld_state_shutdown();
 
 	arl_store_relaxed(&arl->header->supervisor_pid, 0);
-	if (segment_replaced(arl))
+	if (arl_draining(arl) && segment_replaced(arl))
+		arl_log(ARL_LOG_INFO, "stopped: segment %s was drained and removed",
+			config.segment);
+	else if (segment_replaced(arl))
 		arl_log(ARL_LOG_INFO, "stopping on signal %d; segment %s was already removed",
 			(int)stop_signal, config.segment);
 	else

@@ -302,6 +302,11 @@ static int apply_bucket_key(struct load_state *st, const char *section,
 	uint64_t n;
 	int rc;
 
+	if (strcmp(key, "provider") == 0 && !value[0]) {
+		profile[0] = '\0';
+		bc->profile = profile;
+		return 1;
+	}
 	if (strcmp(key, "provider") == 0) {
 		if (arl_provider_from_name(value, &provider) != 0)
 			return fail(st, section, key, value,
@@ -311,8 +316,9 @@ static int apply_bucket_key(struct load_state *st, const char *section,
 		return 1;
 	}
 	if (strcmp(key, "account") == 0) {
-		if (arl_impl_check_name(value) != 0)
-			return fail(st, section, key, value, "the name of another bucket");
+		if (value[0] && arl_impl_check_name(value) != 0)
+			return fail(st, section, key, value,
+				    "the name of another bucket, or nothing for none");
 		snprintf(account, ARL_NAME_MAX + 1, "%s", value);
 		bc->account = account;
 		return 1;
@@ -494,8 +500,10 @@ static int check_buckets(struct load_state *st)
 		struct arld_bucket_spec *b = &c->buckets[i];
 
 		b->config.name = b->name;
-		b->config.profile = b->profile[0] ? b->profile : NULL;
-		b->config.account = b->account[0] ? b->account : NULL;
+		/* "" rather than NULL: the file says what each bucket links to,
+		 * so a reload removes a profile or an account the file dropped. */
+		b->config.profile = b->profile;
+		b->config.account = b->account;
 		if (arld_config_bucket_check(&b->config, st->error, st->error_size) != 0)
 			return -1;
 	}

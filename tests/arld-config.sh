@@ -79,6 +79,25 @@ json=$("$arlctl" buckets --json)
 "$arlctl" run --bucket gpt --tokens 700 -- true || fail "arlctl run on gpt failed"
 used=$("$arlctl" buckets --json | jq '.[] | select(.name == "org") | .granted_tokens')
 [ "$used" = 700 ] || fail "org was charged $used tokens, expected 700"
+# Removing the account leaves gpt linked to nothing that exists: status
+# warns, and run says how to relink. A SIGHUP recreates org from the file
+# and relinks gpt to it.
+"$arlctl" remove-bucket org >/dev/null || fail "remove-bucket org failed"
+"$arlctl" status --json | jq -e '.warnings | any(test("bucket gpt charges an account"))' \
+	>/dev/null || fail "status does not warn about gpt's removed account"
+if "$arlctl" run --bucket gpt --tokens 10 -- true 2>"$work/run.err"; then
+	fail "run on gpt succeeded with its account removed"
+fi
+grep -q 'account=NAME' "$work/run.err" || fail "run does not say how to relink: $(cat "$work/run.err")"
+kill -HUP "$pid"
+for _ in $(seq 1 3000); do
+	[ "$("$arlctl" buckets --json | jq -r '.[] | select(.name == "gpt") | .account')" = org ] && break
+	sleep 0.01
+done
+[ "$("$arlctl" buckets --json | jq -r '.[] | select(.name == "gpt") | .account')" = org ] ||
+	fail "SIGHUP did not relink gpt to the recreated org"
+"$arlctl" run --bucket gpt --tokens 10 -- true || fail "run on gpt failed after the relink"
+
 # A drain removes the segment, and arld, with nothing left to supervise,
 # stops on its own with status 0.
 "$arlctl" drain --timeout 5s >/dev/null || fail "arlctl drain failed"

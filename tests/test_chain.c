@@ -421,12 +421,48 @@ START_TEST(account_links_form_the_chain)
 	c.profile = "a-profile-name-too-long";
 	ck_assert_int_eq(arl_bucket_create(arl, &c, &stale), ARL_ENAMETOOLONG);
 
+	/* A reserve on the bucket alone follows the account too. */
+	ck_assert_int_eq(arl_release(arl, &res, NULL), 0);
+	ck_assert_int_eq(test_reserve(arl, model, 100, &res), 0);
+	ck_assert_uint_eq(test_available(arl, org, 0), 100000 - 600 - 100);
+	ck_assert_int_eq(arl_release(arl, &res, NULL), 0);
+
 	/* Removing the account makes the chain stale, not shorter: a chain
 	 * that silently lost its account would stop charging it. */
-	ck_assert_int_eq(arl_release(arl, &res, NULL), 0);
 	ck_assert_int_eq(arl_bucket_remove(arl, org), 0);
 	ck_assert_int_eq(arl_bucket_chain(arl, model, chain, &n), ARL_ESTALE);
+	ck_assert_int_eq(test_reserve(arl, model, 1, &res), ARL_ESTALE);
 	ck_assert_str_eq(test_stats(arl, model).account, "");
+
+	/* set_limits relinks it to a new account, or to none. */
+	org = tokens_bucket(arl, "org2", 5000, 0);
+	c.name = "gpt";
+	c.profile = NULL;
+	c.account = "org2";
+	ck_assert_int_eq(arl_bucket_set_limits(arl, model, &c), 0);
+	ck_assert_int_eq(arl_bucket_chain(arl, model, chain, &n), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_str_eq(test_stats(arl, model).account, "org2");
+	ck_assert_str_eq(test_stats(arl, model).profile, "openai");
+	c.account = "nobody";
+	ck_assert_int_eq(arl_bucket_set_limits(arl, model, &c), ARL_ENOENT);
+
+	/* A link back to the bucket itself, through its account, is a cycle. */
+	memset(&c, 0, sizeof(c));
+	c.name = "org2";
+	c.nlimits = 1;
+	c.limits[0].unit = ARL_UNIT_TOKENS;
+	c.limits[0].amount = 5000;
+	c.limits[0].window_ns = MINUTE_NS;
+	c.account = "gpt";
+	ck_assert_int_eq(arl_bucket_set_limits(arl, org, &c), ARL_EINVAL);
+
+	c.name = "gpt";
+	c.limits[0].amount = 1000;
+	c.account = "";
+	ck_assert_int_eq(arl_bucket_set_limits(arl, model, &c), 0);
+	ck_assert_int_eq(arl_bucket_chain(arl, model, chain, &n), 0);
+	ck_assert_uint_eq(n, 1);
 	arl_detach(arl);
 	shm_unlink(seg);
 }

@@ -256,7 +256,7 @@ START_TEST(fixture_matches_expected_usage)
 	size_t len;
 	size_t split;
 
-	snprintf(path, sizeof(path), "%s/%s", FIXTURES_DIR, f->file);
+	snprintf(path, sizeof(path), "%s/%.*s", FIXTURES_DIR, (int)(MAX_NAME - 1), f->file);
 	text = read_file(path, &len);
 	ck_assert_msg(text != NULL, "failed to read %s: %s", path, strerror(errno));
 

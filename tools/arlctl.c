@@ -91,7 +91,31 @@ static int attach_read_only(const struct listing *l, const char *command, struct
 	return arlctl_attach(l->segment, ARL_ATTACH_READ_ONLY, command, arl);
 }
 
-#define MAX_WARNINGS 4
+#define MAX_WARNINGS 5
+#define WARNING_BYTES 320
+
+/* Finds a live bucket whose account link leads to a removed bucket; copies
+ * its name. Returns true if there is one. */
+static bool dangling_account(const struct arl *arl, char *name)
+{
+	const struct arl_shm_bucket *buckets = arl_impl_buckets(arl);
+	struct arl_bucket chain[ARL_MAX_CHAIN];
+	uint32_t i, n;
+
+	for (i = 0; i < arl->header->bucket_capacity; i++) {
+		struct arl_bucket b = {i, arl_load_relaxed(&buckets[i].gen)};
+
+		if (arl_load_acquire(&buckets[i].state) != ARL_BUCKET_LIVE ||
+		    arl_load_relaxed(&buckets[i].account) == 0)
+			continue;
+		if (arl_bucket_chain(arl, b, chain, &n) == ARL_ESTALE &&
+		    arl_impl_bucket(arl, b.index, b.gen)) {
+			arl_impl_read_name(&buckets[i], name);
+			return true;
+		}
+	}
+	return false;
+}
 
 /*
  * Collects what an operator should act on: no supervisor (nothing reclaims a
@@ -99,24 +123,30 @@ static int attach_read_only(const struct listing *l, const char *command, struct
  * under way, a reservation table close to full. Returns the number filled.
  */
 static int status_warnings(const struct arl *arl, uint64_t heartbeat_age_ns,
-			   char warnings[MAX_WARNINGS][160])
+			   char warnings[MAX_WARNINGS][WARNING_BYTES])
 {
 	const struct arl_shm_header *h = arl->header;
 	uint32_t live = arlctl_count_live_reservations(arl);
+	char name[ARL_NAME_MAX + 1];
 	int n = 0;
 
 	if (!arlctl_supervisor_alive(arl))
-		snprintf(warnings[n++], 160,
+		snprintf(warnings[n++], WARNING_BYTES,
 			 "no arld supervises this segment: reservations of dead or stuck "
 			 "clients are not reclaimed; start arld");
 	else if (heartbeat_age_ns > 60 * 1000000000ull)
-		snprintf(warnings[n++], 160,
+		snprintf(warnings[n++], WARNING_BYTES,
 			 "arld has not swept for %.0f s; check that it is not stopped or stuck",
 			 seconds(heartbeat_age_ns));
 	if (arl_draining(arl))
-		snprintf(warnings[n++], 160, "draining: new reservations fail");
+		snprintf(warnings[n++], WARNING_BYTES, "draining: new reservations fail");
+	if (dangling_account(arl, name))
+		snprintf(warnings[n++], WARNING_BYTES,
+			 "bucket %s charges an account bucket that was removed, so reserves on it "
+			 "fail; arlctl set-limits %s account=NAME",
+			 name, name);
 	if ((uint64_t)live * 10 >= (uint64_t)h->reservation_capacity * 9)
-		snprintf(warnings[n++], 160,
+		snprintf(warnings[n++], WARNING_BYTES,
 			 "%u of %u reservation slots are in use; raise reservations = in the "
 			 "arld configuration (a new segment) or release stuck ones",
 			 live, h->reservation_capacity);
@@ -126,7 +156,7 @@ static int status_warnings(const struct arl *arl, uint64_t heartbeat_age_ns,
 static void print_status_json(const struct arl *arl, uint64_t heartbeat_age_ns)
 {
 	const struct arl_shm_header *h = arl->header;
-	char warnings[MAX_WARNINGS][160];
+	char warnings[MAX_WARNINGS][WARNING_BYTES];
 	int i, n = status_warnings(arl, heartbeat_age_ns, warnings);
 
 	printf("{\"segment\": ");
@@ -153,7 +183,7 @@ static void print_status_json(const struct arl *arl, uint64_t heartbeat_age_ns)
 
 static void print_status_text(const struct arl *arl, uint64_t heartbeat_age_ns)
 {
-	char warnings[MAX_WARNINGS][160];
+	char warnings[MAX_WARNINGS][WARNING_BYTES];
 	int i, n = status_warnings(arl, heartbeat_age_ns, warnings);
 
 	const struct arl_shm_header *h = arl->header;

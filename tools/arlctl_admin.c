@@ -552,8 +552,8 @@ static int drain(struct arl *arl, uint64_t timeout_ns)
 
 	live = arlctl_count_live_reservations(arl);
 	printf("draining %s: new reservations fail; waiting up to %.1f s for %u live "
-	       "reservations\n",
-	       arl_segment_name(arl), (double)timeout_ns / 1e9, live);
+	       "reservation%s\n",
+	       arl_segment_name(arl), (double)timeout_ns / 1e9, live, live == 1 ? "" : "s");
 	fflush(stdout);
 	live = wait_for_no_reservations(arl, arl_impl_sat_add(arl_impl_monotonic_ns(), timeout_ns));
 	if (drain_interrupted) {

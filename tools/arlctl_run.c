@@ -150,8 +150,17 @@ static int reserve(struct arl *arl, const struct run_options *o, struct arl_rese
 	uint32_t n;
 	int rc = arl_bucket_find(arl, o->bucket, &bucket);
 
-	if (rc == 0)
+	if (rc == 0) {
 		rc = arl_bucket_chain(arl, bucket, chain, &n);
+		if (rc == ARL_ESTALE) {
+			fprintf(stderr,
+				"arlctl run: bucket %s charges an account bucket that was removed; "
+				"link it to one that exists (arlctl set-limits %s account=NAME) or "
+				"to none (account=)\n",
+				o->bucket, o->bucket);
+			return 1;
+		}
+	}
 	if (rc == ARL_ENOENT) {
 		fprintf(stderr, "arlctl run: no bucket %s in %s; arlctl buckets lists them\n",
 			o->bucket, arl_segment_name(arl));

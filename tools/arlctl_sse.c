@@ -167,6 +167,8 @@ int arlctl_sse_usage(int argc, char **argv)
 	arlctl_sse_print_usage(&usage);
 	if (format == ARL_STREAM_SSE && usage.events == 0)
 		fprintf(stderr, "arlctl sse-usage: no server-sent events in the input; for one "
-				"JSON object per line (Ollama's stream), use --format ndjson\n");
+				"JSON object per line (Ollama's stream), use --format ndjson, and "
+				"for one JSON array (Gemini without alt=sse), --format "
+				"json-array\n");
 	return 0;
 }
