@@ -9,11 +9,10 @@
 
 #include "testutil.h"
 
-static struct arl_bucket tokens_bucket(struct arl *arl, const char *name, uint64_t tpm,
-				       uint32_t headroom_permille)
+/* A configuration of one tokens-per-minute limit and an in-flight cap. */
+static struct arl_bucket_config tokens_config(const char *name, uint64_t tpm, uint32_t cap)
 {
 	struct arl_bucket_config c;
-	struct arl_bucket b;
 
 	memset(&c, 0, sizeof(c));
 	c.name = name;
@@ -21,6 +20,17 @@ static struct arl_bucket tokens_bucket(struct arl *arl, const char *name, uint64
 	c.limits[0].unit = ARL_UNIT_TOKENS;
 	c.limits[0].amount = tpm;
 	c.limits[0].window_ns = MINUTE_NS;
+	c.max_inflight = cap;
+	return c;
+}
+
+static struct arl_bucket tokens_bucket(struct arl *arl, const char *name, uint64_t tpm,
+				       uint32_t headroom_permille)
+{
+	struct arl_bucket_config c;
+	struct arl_bucket b;
+
+	c = tokens_config(name, tpm, 0);
 	c.limits[0].headroom_permille = headroom_permille;
 	ck_assert_int_eq(arl_bucket_create(arl, &c, &b), 0);
 	return b;
@@ -225,20 +235,6 @@ START_TEST(split_usage_settles_tokens_limit)
 }
 END_TEST
 
-static struct arl_bucket_config tokens_config(const char *name, uint64_t tpm, uint32_t cap)
-{
-	struct arl_bucket_config c;
-
-	memset(&c, 0, sizeof(c));
-	c.name = name;
-	c.nlimits = 1;
-	c.limits[0].unit = ARL_UNIT_TOKENS;
-	c.limits[0].amount = tpm;
-	c.limits[0].window_ns = MINUTE_NS;
-	c.max_inflight = cap;
-	return c;
-}
-
 START_TEST(rate_change_keeps_tokens_owed)
 {
 	struct arl_bucket_config faster = tokens_config("rate", 1200, 0);
@@ -385,12 +381,7 @@ START_TEST(account_links_form_the_chain)
 	test_segment_name(seg, sizeof(seg), "chain-account");
 	arl = test_create(seg, 64);
 	org = tokens_bucket(arl, "org", 100000, 0);
-	memset(&c, 0, sizeof(c));
-	c.name = "gpt";
-	c.nlimits = 1;
-	c.limits[0].unit = ARL_UNIT_TOKENS;
-	c.limits[0].amount = 1000;
-	c.limits[0].window_ns = MINUTE_NS;
+	c = tokens_config("gpt", 1000, 0);
 	c.profile = "openai";
 	c.account = "org";
 	ck_assert_int_eq(arl_bucket_create(arl, &c, &model), 0);
@@ -448,12 +439,7 @@ START_TEST(account_links_form_the_chain)
 	ck_assert_int_eq(arl_bucket_set_limits(arl, model, &c), ARL_ENOENT);
 
 	/* A link back to the bucket itself, through its account, is a cycle. */
-	memset(&c, 0, sizeof(c));
-	c.name = "org2";
-	c.nlimits = 1;
-	c.limits[0].unit = ARL_UNIT_TOKENS;
-	c.limits[0].amount = 5000;
-	c.limits[0].window_ns = MINUTE_NS;
+	c = tokens_config("org2", 5000, 0);
 	c.account = "gpt";
 	ck_assert_int_eq(arl_bucket_set_limits(arl, org, &c), ARL_EINVAL);
 
