@@ -1739,9 +1739,9 @@ ARL_API void arl_impl_fill_bucket(struct arl_shm_bucket *b, const struct arl_buc
 	arl_store_relaxed(&b->account, arl_impl_account_word(account));
 	memset(b->config, 0, sizeof(b->config));
 	arl_impl_fill_config(&b->config[0], c);
-	/* Atomic stores for the words that processes still working on the
-	 * previous bucket of this slot read atomically: the sweeper checking
-	 * a bucket it saw live a moment ago, say. */
+	/* Atomic stores for the words that a process may still read for the
+	 * previous bucket of this slot, such as a sweeper checking a bucket it
+	 * saw live a moment ago. */
 	arl_store_relaxed(&b->config_index, 0u);
 	arl_store_relaxed(&b->inflight, (uint64_t)0);
 	arl_store_relaxed(&b->waiters, 0u);
@@ -1761,7 +1761,7 @@ ARL_API void arl_impl_fill_bucket(struct arl_shm_bucket *b, const struct arl_buc
  * Wakes every process waiting on a bucket so that it notices the bucket's
  * removal. Moving queue_head far past queue_tail changes the word queued
  * waiters sleep on (so one about to sleep does not), and makes the queue
- * look full, so nobody enters it again.
+ * look full, so no waiter enters it again.
  */
 ARL_API void arl_impl_wake_all(struct arl_shm_bucket *b)
 {
