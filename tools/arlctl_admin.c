@@ -204,6 +204,21 @@ static void live_config(const struct arl_bucket_stats *s, struct arl_bucket_conf
 	}
 }
 
+/* Returns true if a configuration has the live bucket's limits, unit for
+ * unit, which is what arl_bucket_set_limits() requires. */
+static bool same_shape(const struct arl_bucket_stats *live, const struct arl_bucket_config *c)
+{
+	uint32_t i;
+
+	if (c->nlimits != live->nlimits)
+		return false;
+	for (i = 0; i < c->nlimits; i++)
+		if (c->limits[i].unit != live->limits[i].unit ||
+		    c->limits[i].window_ns != live->limits[i].window_ns)
+			return false;
+	return true;
+}
+
 static int set_limits_on(struct arl *arl, const char *name, int argc, char **argv)
 {
 	struct arl_bucket_config config;
@@ -230,7 +245,16 @@ static int set_limits_on(struct arl *arl, const char *name, int argc, char **arg
 		print_limits(&config);
 		return ARLCTL_EXIT_OK;
 	}
-	if (rc == ARL_EINVAL)
+	if (rc == ARL_ENOENT && config.account && config.account[0])
+		fprintf(stderr, "arlctl set-limits: account bucket %s does not exist; create it "
+				"first (arlctl buckets lists the buckets)\n",
+			config.account);
+	else if (rc == ARL_EINVAL && config.account && config.account[0] &&
+		 same_shape(&live, &config))
+		fprintf(stderr, "arlctl set-limits: linking %s to account %s would make a cycle "
+				"of accounts; link it to another bucket\n",
+			name, config.account);
+	else if (rc == ARL_EINVAL)
 		fprintf(stderr, "arlctl set-limits: bucket %s has %u limits; a change may set "
 				"their amounts, bursts and headroom, max_inflight, refund and "
 				"overage, but not add a limit or change a unit or window; for that, "
