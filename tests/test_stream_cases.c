@@ -19,6 +19,8 @@
 
 #include <arl/stream.h>
 
+#include "streamutil.h"
+
 #define TEST_TIMEOUT_SECONDS 60
 #define EXIT_SKIPPED 77
 #define MAX_CASES 128
@@ -39,52 +41,6 @@ struct stream_case {
 static char streams_dir[4096];
 static struct stream_case cases[MAX_CASES];
 static int case_count;
-
-/*
- * Reads a whole file into a malloc'd buffer with a terminating NUL that @len
- * does not count. Returns NULL and sets errno on failure.
- */
-static char *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *data = NULL;
-	size_t cap = 0;
-	size_t n = 0;
-
-	if (f == NULL)
-		return NULL;
-	for (;;) {
-		size_t got;
-
-		if (cap - n < 2) {
-			char *bigger;
-
-			cap = cap ? cap * 2 : 4096;
-			bigger = (char *)realloc(data, cap);
-			if (bigger == NULL) {
-				free(data);
-				fclose(f);
-				errno = ENOMEM;
-				return NULL;
-			}
-			data = bigger;
-		}
-		got = fread(data + n, 1, cap - n - 1, f);
-		n += got;
-		if (got == 0)
-			break;
-	}
-	if (ferror(f)) {
-		free(data);
-		fclose(f);
-		errno = EIO;
-		return NULL;
-	}
-	fclose(f);
-	data[n] = '\0';
-	*len = n;
-	return data;
-}
 
 /*
  * Parses one EXPECTED.md table row into @c. Returns 1 for a row, 0 for any
@@ -137,7 +93,7 @@ static int load_expected(void)
 	size_t len;
 
 	snprintf(path, sizeof(path), "%s/EXPECTED.md", streams_dir);
-	text = read_file(path, &len);
+	text = stream_read_file(path, &len);
 	if (text == NULL) {
 		fprintf(stderr, "failed to read %s: %s\n", path, strerror(errno));
 		return -1;
@@ -170,89 +126,14 @@ static int load_expected(void)
 	return 0;
 }
 
-static bool is_transcript(const char *name)
-{
-	size_t len = strlen(name);
-
-	return (len > 4 && strcmp(name + len - 4, ".sse") == 0) ||
-	       (len > 7 && strcmp(name + len - 7, ".ndjson") == 0);
-}
-
-static enum arl_stream_format format_of(const char *name)
-{
-	size_t len = strlen(name);
-
-	if (len > 7 && strcmp(name + len - 7, ".ndjson") == 0)
-		return ARL_STREAM_NDJSON;
-	return ARL_STREAM_SSE;
-}
-
-/* Parses @len bytes of @text fed in reads of @piece bytes (0: whole). */
-static void parse_in_pieces(enum arl_stream_format format, const char *text, size_t len,
-			    size_t piece, struct arl_stream_usage *usage)
-{
-	struct arl_stream_parser parser;
-	size_t offset = 0;
-
-	ck_assert_int_eq(arl_stream_parser_init(&parser, format, 0), 0);
-	if (piece == 0)
-		piece = len;
-	while (offset < len) {
-		size_t n = len - offset < piece ? len - offset : piece;
-
-		ck_assert_int_ge(arl_stream_parser_feed(&parser, text + offset, n), 0);
-		offset += n;
-	}
-	ck_assert_int_eq(arl_stream_parser_finish(&parser), 0);
-	arl_stream_parser_usage(&parser, usage);
-	arl_stream_parser_destroy(&parser);
-}
-
-static void parse_split(enum arl_stream_format format, const char *text, size_t len, size_t split,
-			struct arl_stream_usage *usage)
-{
-	struct arl_stream_parser parser;
-
-	ck_assert_int_eq(arl_stream_parser_init(&parser, format, 0), 0);
-	ck_assert_int_ge(arl_stream_parser_feed(&parser, text, split), 0);
-	ck_assert_int_ge(arl_stream_parser_feed(&parser, text + split, len - split), 0);
-	ck_assert_int_eq(arl_stream_parser_finish(&parser), 0);
-	arl_stream_parser_usage(&parser, usage);
-	arl_stream_parser_destroy(&parser);
-}
-
-static void assert_usage_equal(const struct arl_stream_usage *a, const struct arl_stream_usage *b,
-			       const char *file, const char *how)
-{
-	ck_assert_msg(a->events == b->events, "%s %s: events %llu, whole %llu", file, how,
-		      (unsigned long long)a->events, (unsigned long long)b->events);
-	ck_assert_msg(a->final == b->final, "%s %s: final differs from whole", file, how);
-	ck_assert_msg(a->ended == b->ended, "%s %s: ended differs from whole", file, how);
-	ck_assert_msg(a->error == b->error, "%s %s: error differs from whole", file, how);
-	ck_assert_msg(a->overflow == b->overflow, "%s %s: overflow differs from whole", file, how);
-	ck_assert_msg(a->has_total == b->has_total, "%s %s: has_total differs from whole", file,
-		      how);
-	ck_assert_msg(a->total_tokens == b->total_tokens, "%s %s: total %llu, whole %llu", file,
-		      how, (unsigned long long)a->total_tokens,
-		      (unsigned long long)b->total_tokens);
-	ck_assert_msg(a->has_input == b->has_input, "%s %s: has_input differs from whole", file,
-		      how);
-	ck_assert_msg(a->input_tokens == b->input_tokens, "%s %s: input differs from whole", file,
-		      how);
-	ck_assert_msg(a->has_output == b->has_output, "%s %s: has_output differs from whole", file,
-		      how);
-	ck_assert_msg(a->output_tokens == b->output_tokens, "%s %s: output differs from whole",
-		      file, how);
-}
-
 START_TEST(transcript_matches_expected_total)
 {
 	const struct stream_case *c = &cases[_i];
-	enum arl_stream_format format = format_of(c->file);
+	enum arl_stream_format format = stream_format_of(c->file);
 	struct arl_stream_usage whole;
 	struct arl_stream_usage other;
 	char path[4352];
-	char how[64];
+	char how[MAX_NAME + 32];
 	char *text;
 	size_t len;
 	size_t split;
@@ -260,10 +141,11 @@ START_TEST(transcript_matches_expected_total)
 	ck_assert_msg((size_t)snprintf(path, sizeof(path), "%s/%s", streams_dir, c->file) <
 			      sizeof(path),
 		      "path of %s too long", c->file);
-	text = read_file(path, &len);
+	text = stream_read_file(path, &len);
 	ck_assert_msg(text != NULL, "failed to read %s: %s", path, strerror(errno));
 
-	parse_in_pieces(format, text, len, 0, &whole);
+	ck_assert_msg(stream_parse_in_pieces(format, text, len, 0, 0, &whole),
+		      "%s: a feed failed", c->file);
 	if (c->reserved) {
 		ck_assert_msg(!whole.final, "%s: expected RESERVED, got final total %llu", c->file,
 			      (unsigned long long)whole.total_tokens);
@@ -275,12 +157,15 @@ START_TEST(transcript_matches_expected_total)
 			      (unsigned long long)whole.total_tokens);
 	}
 
-	parse_in_pieces(format, text, len, 1, &other);
-	assert_usage_equal(&other, &whole, c->file, "byte by byte");
+	snprintf(how, sizeof(how), "%s byte by byte", c->file);
+	ck_assert_msg(stream_parse_in_pieces(format, text, len, 0, 1, &other), "%s: a feed failed",
+		      how);
+	stream_assert_usage_equal(&other, &whole, how);
 	for (split = 0; split <= len; split++) {
-		snprintf(how, sizeof(how), "split at %zu", split);
-		parse_split(format, text, len, split, &other);
-		assert_usage_equal(&other, &whole, c->file, how);
+		snprintf(how, sizeof(how), "%s split at %zu", c->file, split);
+		ck_assert_msg(stream_parse_split(format, text, len, 0, split, &other),
+			      "%s: a feed failed", how);
+		stream_assert_usage_equal(&other, &whole, how);
 	}
 	free(text);
 }
@@ -297,7 +182,7 @@ START_TEST(every_transcript_has_expected_total)
 		bool listed = false;
 		int i;
 
-		if (!is_transcript(entry->d_name))
+		if (!stream_is_transcript(entry->d_name))
 			continue;
 		transcripts++;
 		for (i = 0; i < case_count; i++)

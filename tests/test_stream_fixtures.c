@@ -19,6 +19,8 @@
 
 #include <arl/stream.h>
 
+#include "streamutil.h"
+
 #define TEST_TIMEOUT_SECONDS 60
 #define MAX_CASES 128
 #define MAX_NAME 256
@@ -43,49 +45,6 @@ struct fixture {
 
 static struct fixture fixtures[MAX_CASES];
 static int fixture_count;
-
-/* Reads a whole file into a malloc'd buffer. Returns NULL and sets errno on failure. */
-static char *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *data = NULL;
-	size_t cap = 0;
-	size_t n = 0;
-
-	if (f == NULL)
-		return NULL;
-	for (;;) {
-		size_t got;
-
-		if (cap - n < 2) {
-			char *bigger;
-
-			cap = cap ? cap * 2 : 4096;
-			bigger = (char *)realloc(data, cap);
-			if (bigger == NULL) {
-				free(data);
-				fclose(f);
-				errno = ENOMEM;
-				return NULL;
-			}
-			data = bigger;
-		}
-		got = fread(data + n, 1, cap - n - 1, f);
-		n += got;
-		if (got == 0)
-			break;
-	}
-	if (ferror(f)) {
-		free(data);
-		fclose(f);
-		errno = EIO;
-		return NULL;
-	}
-	fclose(f);
-	data[n] = '\0';
-	*len = n;
-	return data;
-}
 
 /* Parses one column: a count, "-" for none, or RESERVED where @reserved_ok. */
 static bool parse_count_column(const char *word, bool reserved_ok, struct expected_count *out)
@@ -145,7 +104,7 @@ static int load_expected(void)
 	char *next;
 	size_t len;
 
-	text = read_file(path, &len);
+	text = stream_read_file(path, &len);
 	if (text == NULL) {
 		fprintf(stderr, "failed to read %s: %s\n", path, strerror(errno));
 		return -1;
@@ -176,64 +135,6 @@ static int load_expected(void)
 	return fixture_count > 0 ? 0 : -1;
 }
 
-static bool ends_with(const char *name, const char *suffix)
-{
-	size_t len = strlen(name);
-	size_t n = strlen(suffix);
-
-	return len > n && strcmp(name + len - n, suffix) == 0;
-}
-
-static enum arl_stream_format format_of(const char *name)
-{
-	if (ends_with(name, ".ndjson"))
-		return ARL_STREAM_NDJSON;
-	return ends_with(name, ".json") ? ARL_STREAM_JSON_ARRAY : ARL_STREAM_SSE;
-}
-
-/* Feeds @text in reads of @piece bytes (0: whole) and stores the usage. */
-static void parse_in_pieces(enum arl_stream_format format, const char *text, size_t len,
-			    size_t piece, struct arl_stream_usage *usage)
-{
-	struct arl_stream_parser parser;
-	size_t offset = 0;
-
-	ck_assert_int_eq(arl_stream_parser_init(&parser, format, 0), 0);
-	if (piece == 0)
-		piece = len;
-	while (offset < len) {
-		size_t n = len - offset < piece ? len - offset : piece;
-
-		ck_assert_int_ge(arl_stream_parser_feed(&parser, text + offset, n), 0);
-		offset += n;
-	}
-	ck_assert_int_eq(arl_stream_parser_finish(&parser), 0);
-	arl_stream_parser_usage(&parser, usage);
-	arl_stream_parser_destroy(&parser);
-}
-
-static void parse_split(enum arl_stream_format format, const char *text, size_t len, size_t split,
-			struct arl_stream_usage *usage)
-{
-	struct arl_stream_parser parser;
-
-	ck_assert_int_eq(arl_stream_parser_init(&parser, format, 0), 0);
-	ck_assert_int_ge(arl_stream_parser_feed(&parser, text, split), 0);
-	ck_assert_int_ge(arl_stream_parser_feed(&parser, text + split, len - split), 0);
-	ck_assert_int_eq(arl_stream_parser_finish(&parser), 0);
-	arl_stream_parser_usage(&parser, usage);
-	arl_stream_parser_destroy(&parser);
-}
-
-static bool usage_equal(const struct arl_stream_usage *a, const struct arl_stream_usage *b)
-{
-	return a->events == b->events && a->final == b->final && a->ended == b->ended &&
-	       a->error == b->error && a->overflow == b->overflow &&
-	       a->has_total == b->has_total && a->total_tokens == b->total_tokens &&
-	       a->has_input == b->has_input && a->input_tokens == b->input_tokens &&
-	       a->has_output == b->has_output && a->output_tokens == b->output_tokens;
-}
-
 static void check_part(const char *file, const char *name, bool has, uint64_t value,
 		       const struct expected_count *expected)
 {
@@ -248,19 +149,21 @@ static void check_part(const char *file, const char *name, bool has, uint64_t va
 START_TEST(fixture_matches_expected_usage)
 {
 	const struct fixture *f = &fixtures[_i];
-	enum arl_stream_format format = format_of(f->file);
+	enum arl_stream_format format = stream_format_of(f->file);
 	struct arl_stream_usage whole;
 	struct arl_stream_usage other;
 	char path[8192];
+	char how[MAX_NAME + 32];
 	char *text;
 	size_t len;
 	size_t split;
 
 	snprintf(path, sizeof(path), "%s/%.*s", FIXTURES_DIR, (int)(MAX_NAME - 1), f->file);
-	text = read_file(path, &len);
+	text = stream_read_file(path, &len);
 	ck_assert_msg(text != NULL, "failed to read %s: %s", path, strerror(errno));
 
-	parse_in_pieces(format, text, len, 0, &whole);
+	ck_assert_msg(stream_parse_in_pieces(format, text, len, 0, 0, &whole),
+		      "%s: a feed failed", f->file);
 	ck_assert_msg(whole.error == f->error, "%s: error %d, expected %d", f->file, whole.error,
 		      f->error);
 	if (f->total.known) {
@@ -280,12 +183,15 @@ START_TEST(fixture_matches_expected_usage)
 				      f->file, (unsigned long long)whole.total_tokens);
 	}
 
-	parse_in_pieces(format, text, len, 1, &other);
-	ck_assert_msg(usage_equal(&other, &whole), "%s: byte by byte differs from whole", f->file);
+	snprintf(how, sizeof(how), "%s byte by byte", f->file);
+	ck_assert_msg(stream_parse_in_pieces(format, text, len, 0, 1, &other), "%s: a feed failed",
+		      how);
+	stream_assert_usage_equal(&other, &whole, how);
 	for (split = 0; split <= len; split++) {
-		parse_split(format, text, len, split, &other);
-		ck_assert_msg(usage_equal(&other, &whole), "%s: split at %zu differs from whole",
-			      f->file, split);
+		snprintf(how, sizeof(how), "%s split at %zu", f->file, split);
+		ck_assert_msg(stream_parse_split(format, text, len, 0, split, &other),
+			      "%s: a feed failed", how);
+		stream_assert_usage_equal(&other, &whole, how);
 	}
 	free(text);
 }
@@ -302,8 +208,7 @@ START_TEST(every_fixture_is_listed)
 		bool listed = false;
 		int i;
 
-		if (!ends_with(entry->d_name, ".sse") && !ends_with(entry->d_name, ".ndjson") &&
-		    !ends_with(entry->d_name, ".json"))
+		if (!stream_is_transcript(entry->d_name))
 			continue;
 		transcripts++;
 		for (i = 0; i < fixture_count; i++)
