@@ -1382,25 +1382,17 @@ ARL_API const char *arl_segment_name(const struct arl *arl)
 }
 
 /*
- * Counts what still names process entry `index` as its owner: reservation
- * slots in any state but FREE (a waiter holds one too), and entries of the
- * bucket queues. A new process must not take an entry a dead owner's slots
- * or queue tickets still name: it would pass for that owner, alive.
- * Registration scans once per process instead of keeping a count that every
- * reserve and release would have to update.
+ * Calls visit(context, owner) for each written entry of every live bucket's
+ * wait queue, where owner is the entry's process-table index + 1. A ticket
+ * taken but not yet written names no owner and is skipped.
  */
-ARL_API uint32_t arl_impl_entry_references(const struct arl *arl, uint32_t index)
+ARL_API void arl_impl_visit_queue_owners(const struct arl *arl,
+					 void (*visit)(void *context, uint32_t owner),
+					 void *context)
 {
-	const struct arl_shm_reservation *slots = arl_impl_reservations(arl);
 	const struct arl_shm_bucket *buckets = arl_impl_buckets(arl);
-	uint32_t owner = index + 1, n = 0, i, t;
+	uint32_t i, t;
 
-	for (i = 0; i < arl->header->reservation_capacity; i++) {
-		uint64_t word = arl_load_acquire(&slots[i].word);
-
-		if (arl_impl_res_state(word) != ARL_RES_FREE && arl_impl_res_owner(word) == owner)
-			n++;
-	}
 	for (i = 0; i < arl->header->bucket_capacity; i++) {
 		const struct arl_shm_bucket *b = &buckets[i];
 		uint32_t head, tail;
@@ -1412,11 +1404,49 @@ ARL_API uint32_t arl_impl_entry_references(const struct arl *arl, uint32_t index
 		for (t = head; t != tail && t - head < ARL_QUEUE_SLOTS; t++) {
 			uint64_t entry = arl_load_acquire(&b->queue[t % ARL_QUEUE_SLOTS]);
 
-			if ((uint32_t)entry == t && ((uint32_t)(entry >> 32) & 0xffffff) == owner)
-				n++;
+			if ((uint32_t)entry == t)
+				visit(context, (uint32_t)(entry >> 32) & 0xffffff);
 		}
 	}
-	return n;
+}
+
+/* What arl_impl_entry_references() counts queue entries for. */
+struct arl_impl_owner_count {
+	uint32_t owner;
+	uint32_t n;
+};
+
+ARL_API void arl_impl_count_owner(void *context, uint32_t owner)
+{
+	struct arl_impl_owner_count *count = (struct arl_impl_owner_count *)context;
+
+	if (owner == count->owner)
+		count->n++;
+}
+
+/*
+ * Counts what still names process entry `index` as its owner: reservation
+ * slots in any state but FREE (a waiter has one too), and entries of the
+ * bucket queues. A new process must not take an entry that a dead owner's
+ * slots or queue tickets still name, or it would pass for that owner, alive.
+ * Registration scans once per process instead of keeping a count that every
+ * reserve and release would have to update.
+ */
+ARL_API uint32_t arl_impl_entry_references(const struct arl *arl, uint32_t index)
+{
+	const struct arl_shm_reservation *slots = arl_impl_reservations(arl);
+	struct arl_impl_owner_count count = {index + 1, 0};
+	uint32_t i;
+
+	for (i = 0; i < arl->header->reservation_capacity; i++) {
+		uint64_t word = arl_load_acquire(&slots[i].word);
+
+		if (arl_impl_res_state(word) != ARL_RES_FREE &&
+		    arl_impl_res_owner(word) == count.owner)
+			count.n++;
+	}
+	arl_impl_visit_queue_owners(arl, arl_impl_count_owner, &count);
+	return count.n;
 }
 
 /*

@@ -283,29 +283,27 @@ static void sweep_buckets(struct arl *arl, const uint64_t *inflight_before,
 	}
 }
 
+/* What count_queue_references() fills: one count per process entry. */
+struct queue_references {
+	uint32_t *referenced;
+	uint32_t capacity;
+};
+
+static void count_queue_owner(void *context, uint32_t owner)
+{
+	struct queue_references *refs = context;
+
+	if (owner != 0 && owner <= refs->capacity)
+		refs->referenced[owner - 1]++;
+}
+
 /* Counts the entries of every bucket's queue as references to their process
  * entries, as arl_impl_entry_references() does for one entry. */
 static void count_queue_references(struct arl *arl, uint32_t *referenced)
 {
-	struct arl_shm_bucket *buckets = arl_impl_buckets(arl);
-	uint32_t i, t;
+	struct queue_references refs = {referenced, arl->header->process_capacity};
 
-	for (i = 0; i < arl->header->bucket_capacity; i++) {
-		struct arl_shm_bucket *b = &buckets[i];
-		uint32_t head, tail;
-
-		if (arl_load_acquire(&b->state) != ARL_BUCKET_LIVE)
-			continue;
-		head = arl_load_acquire(&b->queue_head);
-		tail = arl_load_acquire(&b->queue_tail);
-		for (t = head; t != tail && t - head < ARL_QUEUE_SLOTS; t++) {
-			uint64_t entry = arl_load_acquire(&b->queue[t % ARL_QUEUE_SLOTS]);
-			uint32_t owner = (uint32_t)(entry >> 32) & 0xffffff;
-
-			if ((uint32_t)entry == t && owner != 0 && owner <= arl->header->process_capacity)
-				referenced[owner - 1]++;
-		}
-	}
+	arl_impl_visit_queue_owners(arl, count_queue_owner, &refs);
 }
 
 /* Counts, per bucket, the slots that reference it in any state but FREE. */
