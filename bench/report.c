@@ -143,7 +143,13 @@ void bench_print_table(void)
 /* Prints one target with the numbers of this run that decide it. */
 static void print_target(const char *what, bool known, bool met, const char *detail)
 {
-	printf("  %-8s %s: %s\n", !known ? "unknown" : met ? "met" : "MISSED", what, detail);
+	const char *verdict = "MISSED";
+
+	if (!known)
+		verdict = "unknown";
+	else if (met)
+		verdict = "met";
+	printf("  %-8s %s: %s\n", verdict, what, detail);
 }
 
 /* Prints a target on arl's speedup over a row of this run: its median time

@@ -2091,7 +2091,7 @@ ARL_API int arl_bucket_chain(const struct arl *arl, struct arl_bucket bucket,
 
 /*
  * Applies a changed profile or account to a live bucket (caller holds the
- * admin lock). The link is one word, so a reserve following it sees the old
+ * admin lock). The link is one word, so a reserve following it reads the old
  * account or the new one, never half of each. Returns 0, ARL_ENOENT when the
  * account does not exist, or ARL_EINVAL when linking it would make a cycle.
  */
@@ -2233,8 +2233,8 @@ ARL_API int arl_set_draining(struct arl *arl, bool draining)
 	__atomic_store_n(&arl->header->draining, draining ? 1u : 0u, __ATOMIC_SEQ_CST);
 	if (!draining)
 		return 0;
-	/* Wake the queue heads, which see the flag on their next try; each
-	 * one that leaves serves the next ticket, which sees it too. */
+	/* Wake the queue heads, which read the flag on their next try. Each
+	 * head that leaves serves the next ticket, whose waiter reads it too. */
 	buckets = arl_impl_buckets(arl);
 	for (i = 0; i < arl->header->bucket_capacity; i++)
 		if (arl_load_acquire(&buckets[i].state) == ARL_BUCKET_LIVE)
@@ -2562,15 +2562,14 @@ ARL_API int arl_impl_charge_one(struct arl_shm_reservation *r, uint32_t c,
 	uint32_t i;
 
 	/* A discovering bucket sends one request until the first response's
-	 * headers say what the limits are. */
+	 * headers give the limits. */
 	if ((v->flags & ARL_BUCKET_DISCOVER) && !arl_load_acquire(&b->learned))
 		cap = 1;
 	if (!arl_impl_inflight_take(b, cap))
 		return 1;
-	/* Relaxed, and no read-modify-write: only the owner writes the marks
-	 * while the slot is CLAIMED, and whoever reads them later acquires them
-	 * through the slot word (COMMITTED, or the CAS that takes a dead
-	 * owner's slot). */
+	/* Relaxed, and no read-modify-write, because only the owner writes the
+	 * marks while the slot is CLAIMED. A later reader acquires them through
+	 * the slot word (COMMITTED, or the CAS that takes a dead owner's slot). */
 	arl_store_relaxed(&r->marks, arl_load_relaxed(&r->marks) | ARL_MARK_INFLIGHT(c));
 	ARL_FAULT_POINT("reserve_after_inflight");
 	for (i = 0; i < v->nlimits; i++) {
@@ -2667,9 +2666,9 @@ ARL_API bool arl_impl_queue_empty(const struct arl_shm_bucket *b)
 /*
  * Claims a slot and records the request in it. From then on the slot names
  * the chain's buckets, which keeps their table slots from being reused while
- * this process works on them: either arl_impl_recycle_buckets() sees this
- * slot's chain, or the check below sees the bucket retired (or reused, with
- * a new gen).
+ * this process works on them. Either arl_impl_recycle_buckets() reads this
+ * slot's chain, or the check below reads the bucket as retired (or reused,
+ * with a new gen).
  * Returns 0 with the slot, or ARL_ETABLEFULL / ARL_ESTALE.
  */
 ARL_API int arl_impl_claim_for(struct arl *arl, const struct arl_bucket *buckets, uint32_t n,
@@ -2688,11 +2687,11 @@ ARL_API int arl_impl_claim_for(struct arl *arl, const struct arl_bucket *buckets
 	r = &arl_impl_reservations(arl)[slot];
 	arl_impl_record(r, buckets, n, req, now);
 
-	/* A seq_cst read-modify-write of the slot word (it changes nothing)
-	 * and seq_cst loads of the buckets' states: with the seq_cst store
-	 * of RETIRED and the seq_cst load of this word by the recycler, one
-	 * of the two sides sees the other. The write is a release, so a
-	 * recycler that reads it also sees the chain recorded above. */
+	/* A seq_cst read-modify-write of the slot word (it changes nothing),
+	 * then seq_cst loads of the buckets' states. The recycler does a
+	 * seq_cst store of RETIRED and a seq_cst load of this word, so one of
+	 * the two sides reads the other's write. The write is a release, so a
+	 * recycler that reads it also reads the chain recorded above. */
 	__atomic_fetch_add(&r->word, 0, __ATOMIC_SEQ_CST);
 	for (c = 0; c < n; c++) {
 		struct arl_shm_bucket *b = chain->bucket[c];
@@ -3004,7 +3003,7 @@ ARL_API void arl_impl_queue_abandon(struct arl *arl, struct arl_shm_bucket *b, u
 		arl_impl_queue_advance(arl, b, ticket);
 }
 
-/* A waiter's state: the chain, and the slot it holds while it waits. */
+/* A waiter's state: the chain, and the slot it keeps while it waits. */
 struct arl_impl_waiter {
 	struct arl_impl_chain chain;
 	const struct arl_request *req;
@@ -3148,9 +3147,9 @@ ARL_API int arl_impl_queue_wait(struct arl *arl, struct arl_impl_waiter *w,
  * single try). A waiter gives up with ARL_ESTALE when a bucket of its chain
  * is removed, and with ARL_EDRAINING when the segment starts draining.
  *
- * A waiter holds a claimed reservation slot, with nothing charged, for the
- * whole wait: it keeps the chain's buckets from being reused under the
- * queue, it is the slot the reservation is made in, and listings show it.
+ * A waiter keeps a claimed reservation slot, with nothing charged, for the
+ * whole wait. The slot keeps the chain's buckets from being reused under the
+ * queue, the reservation is made in it, and listings show it.
  *
  * NOTE: with more than ARL_QUEUE_SLOTS waiters on one bucket, the extra ones
  * wait for room in the queue and enter it in no set order.

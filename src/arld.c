@@ -219,7 +219,7 @@ struct sweeper {
 	bool stop;
 };
 
-/* Waits one sweep interval, or until the main thread asks to stop. Returns
+/* Waits one sweep interval, or until the main thread requests a stop. Returns
  * true when the sweeper must stop. */
 static bool sweeper_wait(struct sweeper *sw, uint64_t ns)
 {

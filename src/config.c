@@ -500,8 +500,8 @@ static int check_buckets(struct load_state *st)
 		struct arld_bucket_spec *b = &c->buckets[i];
 
 		b->config.name = b->name;
-		/* "" rather than NULL: the file says what each bucket links to,
-		 * so a reload removes a profile or an account the file dropped. */
+		/* "" rather than NULL, because the file is the whole truth about
+		 * links: a reload removes a profile or an account the file dropped. */
 		b->config.profile = b->profile;
 		b->config.account = b->account;
 		if (arld_config_bucket_check(&b->config, st->error, st->error_size) != 0)

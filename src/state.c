@@ -5,7 +5,7 @@
 
 /*
  * liburcu 0.13 publishes with a compiler barrier, a memory barrier and a
- * volatile store, none of which ThreadSanitizer sees as ordering. In a TSan
+ * volatile store, none of which ThreadSanitizer models as ordering. In a TSan
  * build, the publish and each dereference also tell TSan about the
  * release/acquire pair that rcu_assign_pointer() and rcu_dereference()
  * provide; elsewhere these compile to nothing.

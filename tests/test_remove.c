@@ -125,7 +125,11 @@ static pid_t spawn_waiter(struct arl_bucket b)
 		struct arl_reservation res;
 		int rc = arl_reserve_wait(child, b, &req, arl_now(child) + 3600 * NS_PER_S, &res);
 
-		_exit(rc == ARL_ESTALE ? 10 : rc == ARL_EDRAINING ? 11 : 1);
+		if (rc == ARL_ESTALE)
+			_exit(10);
+		if (rc == ARL_EDRAINING)
+			_exit(11);
+		_exit(1);
 	}
 	return pid;
 }

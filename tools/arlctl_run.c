@@ -288,7 +288,8 @@ int arlctl_run(const char *segment, int argc, char **argv)
 		rc = wait_child(child_pid);
 		released = arl_release(arl, &res, NULL); /* usage unknown: keep the reservation */
 	}
-	/* The exit status stays the command's, but say why nothing was released. */
+	/* The exit status stays the command's; the message explains why
+	 * nothing was released. */
 	if (released == ARL_ESTALE)
 		fprintf(stderr, "arlctl run: the reservation was already released by an operator "
 				"(arlctl release) or reclaimed by arld; its tokens stay charged\n");

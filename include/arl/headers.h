@@ -1608,9 +1608,9 @@ ARL_HEADERS_API uint64_t arl_headers_ns(uint64_t ms)
 
 /*
  * Converts a parse result into the observation arl_bucket_observe() takes.
- * received_ns is arl_now() when the response head arrived; the resets and
+ * received_ns is arl_now() when the response head arrived. The resets and
  * the retry time are relative to it, so they become deadlines on arl's
- * monotonic clock however far off the local wall clock is. A family whose
+ * monotonic clock, however far off the local wall clock is. A family whose
  * window the profile does not know is left out: its counts could not be
  * matched with a bucket limit.
  */

@@ -1139,9 +1139,9 @@ struct arl_stream_tracker {
  * usage is unknown and carries the latest partial total, which a release
  * charges if it exceeds the reservation.
  */
-/* A stream can claim any 64-bit count; arl_release() takes at most
- * ARL_MAX_TOKENS, so a larger claim is charged as that much, never
- * refused (a refused release would leave the reservation in flight). */
+/* A stream can claim any 64-bit count, but arl_release() takes at most
+ * ARL_MAX_TOKENS. A larger claim is charged as ARL_MAX_TOKENS, because a
+ * rejected release would leave the reservation in flight. */
 ARL_STREAM_API uint64_t arl_stream_clamp_tokens(uint64_t n)
 {
 	return n > ARL_MAX_TOKENS ? ARL_MAX_TOKENS : n;
