@@ -23,6 +23,12 @@
 /* Exit status of a child whose setup (exec, setresuid) failed. */
 #define ENV_SETUP_FAILED 120
 
+/* The binaries the tests run: the build's own, or copies that nobody can
+ * run (env_copy_binaries()). */
+static const char *env_arld_path = ARLD_PATH;
+static const char *env_arlctl_path = ARLCTL_PATH;
+static char env_binary_dir[64];
+
 static uid_t env_nobody_uid;
 static gid_t env_nobody_gid;
 
@@ -162,10 +168,68 @@ static inline void env_write_config(const char *path, const char *segment, const
 	fclose(f);
 }
 
+/* Copies a file to dir/name with mode 0755. Returns 0 or -1. */
+static inline int env_copy_file(const char *from, const char *dir, const char *name)
+{
+	char to[128], buf[65536];
+	FILE *in = fopen(from, "rb"), *out;
+	size_t n;
+	int rc = 0;
+
+	snprintf(to, sizeof(to), "%s/%s", dir, name);
+	out = fopen(to, "wb");
+	if (!in || !out) {
+		if (in)
+			fclose(in);
+		if (out)
+			fclose(out);
+		return -1;
+	}
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		if (fwrite(buf, 1, n, out) != n)
+			rc = -1;
+	if (ferror(in) || fclose(out) != 0)
+		rc = -1;
+	fclose(in);
+	return rc == 0 ? chmod(to, 0755) : -1;
+}
+
+/*
+ * Copies arld and arlctl to a directory of /tmp that every user can read.
+ * The build tree may lie under a directory closed to other users (a clone
+ * under /root, or in a mktemp -d folder), where nobody could not run them.
+ * Returns 0, or -1 when the copies failed.
+ */
+static inline int env_copy_binaries(void)
+{
+	static char arld[96], arlctl[96];
+
+	snprintf(env_binary_dir, sizeof(env_binary_dir), "/tmp/arl-test-bin-XXXXXX");
+	if (!mkdtemp(env_binary_dir) || chmod(env_binary_dir, 0755) != 0 ||
+	    env_copy_file(ARLD_PATH, env_binary_dir, "arld") != 0 ||
+	    env_copy_file(ARLCTL_PATH, env_binary_dir, "arlctl") != 0)
+		return -1;
+	snprintf(arld, sizeof(arld), "%s/arld", env_binary_dir);
+	snprintf(arlctl, sizeof(arlctl), "%s/arlctl", env_binary_dir);
+	env_arld_path = arld;
+	env_arlctl_path = arlctl;
+	return 0;
+}
+
+/* Removes the copies env_copy_binaries() made. */
+static inline void env_remove_binaries(void)
+{
+	if (!env_binary_dir[0])
+		return;
+	unlink(env_arld_path);
+	unlink(env_arlctl_path);
+	rmdir(env_binary_dir);
+}
+
 /* Starts arld on a configuration, its log in log, metrics off. */
 static inline pid_t env_start_arld(const char *config, const char *log, bool as_nobody)
 {
-	char *argv[] = {(char *)ARLD_PATH, (char *)"--config", (char *)config,
+	char *argv[] = {(char *)env_arld_path, (char *)"--config", (char *)config,
 			(char *)"--metrics", (char *)"off", (char *)"--log-level",
 			(char *)"debug", NULL};
 

@@ -118,7 +118,7 @@ static void check_arld_refuses(const struct names *n, const char *expected)
 /* Runs arlctl status on a name that must be refused. */
 static void check_arlctl_refuses(const struct names *n, const char *expected, bool as_nobody)
 {
-	char *argv[] = {(char *)ARLCTL_PATH, (char *)"--segment", (char *)n->segment,
+	char *argv[] = {(char *)env_arlctl_path, (char *)"--segment", (char *)n->segment,
 			(char *)"status", NULL};
 	char *text;
 	int status;
@@ -346,6 +346,7 @@ int main(void)
 {
 	Suite *suite;
 	TCase *tc;
+	int rc;
 
 	if (geteuid() != 0) {
 		fprintf(stderr, "skipped: needs root to act as two users (root and nobody)\n");
@@ -359,6 +360,12 @@ int main(void)
 		fprintf(stderr, "skipped: this system has no group named nogroup\n");
 		return 77;
 	}
+	if (env_copy_binaries() != 0) {
+		fprintf(stderr, "cannot copy arld and arlctl to /tmp for nobody to run: %s\n",
+			strerror(errno));
+		env_remove_binaries();
+		return 1;
+	}
 	suite = suite_create("env_permissions");
 	tc = tcase_create("permissions");
 	tcase_set_timeout(tc, 120);
@@ -370,5 +377,7 @@ int main(void)
 	tcase_add_test(tc, umask_never_changes_api_mode);
 	tcase_add_test(tc, umask_never_changes_arld_mode);
 	suite_add_tcase(suite, tc);
-	return test_run(suite);
+	rc = test_run(suite);
+	env_remove_binaries();
+	return rc;
 }
