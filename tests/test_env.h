@@ -195,10 +195,40 @@ static inline int env_copy_file(const char *from, const char *dir, const char *n
 }
 
 /*
- * Copies arld and arlctl to a directory of /tmp that every user can read.
- * The build tree may lie under a directory closed to other users (a clone
- * under /root, or in a mktemp -d folder), where nobody could not run them.
- * Returns 0, or -1 when the copies failed.
+ * Copies the suppressions file named in TSAN_OPTIONS next to the binaries
+ * and points TSAN_OPTIONS at the copy, which every process started later
+ * inherits. Returns 0 (also without a suppressions file) or -1.
+ */
+static inline int env_copy_suppressions(void)
+{
+	static char options[1024];
+	const char *current = getenv("TSAN_OPTIONS");
+	const char *at = current ? strstr(current, "suppressions=") : NULL;
+	char path[512];
+	size_t len;
+
+	if (!at)
+		return 0;
+	at += strlen("suppressions=");
+	len = strcspn(at, ":");
+	if (len >= sizeof(path))
+		return -1;
+	memcpy(path, at, len);
+	path[len] = '\0';
+	if (env_copy_file(path, env_binary_dir, "tsan.supp") != 0)
+		return -1;
+	snprintf(options, sizeof(options), "%.*ssuppressions=%s/tsan.supp%s",
+		 (int)(at - strlen("suppressions=") - current), current, env_binary_dir,
+		 at + len);
+	return setenv("TSAN_OPTIONS", options, 1);
+}
+
+/*
+ * Copies arld and arlctl, and the TSan suppressions a TSan build reads, to
+ * a directory of /tmp that every user can read. The build tree may lie
+ * under a directory closed to other users (a clone under /root, or in a
+ * mktemp -d folder), where nobody could not read them. Returns 0, or -1
+ * when a copy failed.
  */
 static inline int env_copy_binaries(void)
 {
@@ -207,7 +237,8 @@ static inline int env_copy_binaries(void)
 	snprintf(env_binary_dir, sizeof(env_binary_dir), "/tmp/arl-test-bin-XXXXXX");
 	if (!mkdtemp(env_binary_dir) || chmod(env_binary_dir, 0755) != 0 ||
 	    env_copy_file(ARLD_PATH, env_binary_dir, "arld") != 0 ||
-	    env_copy_file(ARLCTL_PATH, env_binary_dir, "arlctl") != 0)
+	    env_copy_file(ARLCTL_PATH, env_binary_dir, "arlctl") != 0 ||
+	    env_copy_suppressions() != 0)
 		return -1;
 	snprintf(arld, sizeof(arld), "%s/arld", env_binary_dir);
 	snprintf(arlctl, sizeof(arlctl), "%s/arlctl", env_binary_dir);
@@ -219,8 +250,12 @@ static inline int env_copy_binaries(void)
 /* Removes the copies env_copy_binaries() made. */
 static inline void env_remove_binaries(void)
 {
+	char supp[96];
+
 	if (!env_binary_dir[0])
 		return;
+	snprintf(supp, sizeof(supp), "%s/tsan.supp", env_binary_dir);
+	unlink(supp);
 	unlink(env_arld_path);
 	unlink(env_arlctl_path);
 	rmdir(env_binary_dir);
